@@ -1,0 +1,106 @@
+"""``imprint-bench``: the Hydra entry point. Modes: run (default), plan, extract, collect, report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+
+from imprint_bench.errors import ConfigError, check_choice
+
+log = logging.getLogger("imprint_bench")
+
+MODES = ("run", "plan", "extract", "collect", "report")
+#: The Hydra config tree (top-level ``conf/`` of the checkout; the package is installed editable).
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+def experiment_dir(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.results_dir) / str(cfg.experiment_name)
+
+
+def in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def _run(cfg: DictConfig) -> None:
+    from imprint_bench.runner import run_job
+    from imprint_bench.tracking import make_tracker
+
+    tracker = make_tracker(cfg, "imprint")
+    try:
+        summary = run_job(cfg, tracker)
+    finally:
+        tracker.finish()
+    log.info(summary.line())
+    for failure in summary.failures[:10]:
+        log.warning("failed: %s", failure)
+    if HydraConfig.initialized():
+        out = Path(HydraConfig.get().runtime.output_dir) / "job_summary.json"
+        out.write_text(json.dumps(summary.__dict__, indent=1))
+    if not in_multirun():
+        from imprint_bench.results import collect
+
+        print(collect(experiment_dir(cfg)).describe())
+
+
+def _plan(cfg: DictConfig) -> None:
+    if in_multirun():
+        return  # the multirun callback prints the plan of the whole sweep once
+    from imprint_bench.runner import plan_job
+
+    cell, plan = plan_job(cfg)
+    print(f"plan: 1 job ({cell.describe()}), {len(plan.specs)} runs "
+          f"({plan.n_combinations} combinations, {plan.n_duplicates} duplicates, pruned {plan.pruned or 'none'})")
+
+
+def _extract(cfg: DictConfig) -> None:
+    from imprint_bench.data import load_feature_set
+    from imprint_bench.runner import resolve_device
+
+    fs = load_feature_set(cfg.dataset, cfg.backbone, cfg.extract, cfg.paths.cache_dir, cfg.paths.data_root,
+                          resolve_device(cfg.device))
+    print(f"features {fs.key}: train {tuple(fs.x_train.shape)}, test {tuple(fs.x_test.shape)} ({fs.source})")
+
+
+def _collect(cfg: DictConfig) -> None:
+    from imprint_bench.results import collect
+
+    print(collect(experiment_dir(cfg)).describe())
+
+
+def _report(cfg: DictConfig) -> None:
+    from imprint_bench.report import build_report
+    from imprint_bench.results import collect
+    from imprint_bench.tracking import make_tracker
+
+    summary = collect(experiment_dir(cfg))
+    tracker = make_tracker(cfg, "report", name=f"{cfg.experiment_name}-report")
+    try:
+        path = build_report(summary.table, experiment_dir(cfg) / "report", tracker=tracker)
+    finally:
+        tracker.finish()
+    print(f"report written to {path}")
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def main(cfg: DictConfig) -> None:
+    """Dispatch on ``mode``. Bad input ends a single run with a one-line error (exit code 2)."""
+    try:
+        check_choice("mode", cfg.mode, MODES)
+        {"run": _run, "plan": _plan, "extract": _extract, "collect": _collect, "report": _report}[cfg.mode](cfg)
+    except ConfigError as err:
+        if in_multirun():
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from err
+
+
+if __name__ == "__main__":
+    main()

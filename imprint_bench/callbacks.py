@@ -1,0 +1,76 @@
+"""Hydra callbacks: print a sweep's plan before it starts, collect and summarise it when it ends."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+log = logging.getLogger("imprint_bench")
+
+
+def sweep_job_overrides(config: DictConfig) -> list[list[str]]:
+    """The override list of every job the basic sweeper will launch for this multirun."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = config.hydra.sweeper.get("params") or {}
+    args = [f"{k}={v}" for k, v in params.items()] + list(config.hydra.overrides.task)
+    overrides = OverridesParser.create().parse_overrides(args)
+    return [job for batch in BasicSweeper.split_arguments(overrides, None) for job in batch]
+
+
+def print_sweep_plan(config: DictConfig) -> None:
+    """Compose every job's config and count its runs, without loading any data."""
+    from hydra import compose
+
+    from imprint_bench.grid import prune_for_task
+    from imprint_bench.runner import plan_job
+
+    jobs = sweep_job_overrides(config)
+    total = pruned = dupes = 0
+    for overrides in jobs:
+        cfg = compose(config.hydra.job.config_name, overrides=overrides)
+        cell, plan = plan_job(cfg)
+        specs = plan.specs
+        if cell.classes is not None:
+            specs, _ = prune_for_task(specs, len(cell.classes))
+        total += len(specs)
+        pruned += sum(plan.pruned.values())
+        dupes += plan.n_duplicates
+        print(f"  {cell.describe()}: {len(specs)} runs")
+    print(f"plan: {len(jobs)} jobs, {total} runs ({pruned} invalid combinations pruned, {dupes} duplicates merged; "
+          "mNN runs with m above a task's proxy count are pruned at run time)")
+
+
+class CollectOnMultirunEnd(Callback):
+    """After a multirun: merge the experiment's part files into results.parquet and print a summary."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.get("mode") == "plan":
+            print_sweep_plan(config)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.get("mode") != "run":
+            return
+        from imprint_bench.results import collect
+
+        summaries = [json.loads(p.read_text()) for p in Path(config.hydra.sweep.dir).glob("**/job_summary.json")]
+        ok = sum(s["ok"] for s in summaries)
+        failed = sum(s["failed"] for s in summaries)
+        skipped = sum(s["skipped"] for s in summaries)
+        print(f"sweep finished: {len(summaries)} jobs reported, {ok} runs done, {skipped} skipped, {failed} failed")
+        for s in summaries:
+            for failure in s["failures"][:5]:
+                print(f"  failed in [{s['cell']}]: {failure}")
+        root = Path(config.paths.results_dir) / str(config.experiment_name)
+        result = collect(root)
+        print(result.describe())
+        if len(result.table):
+            from imprint_bench.report.tables import format_table1
+
+            print(format_table1(result.table))

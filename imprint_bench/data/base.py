@@ -1,0 +1,65 @@
+"""FeatureSet: the embeddings of one (backbone, dataset) pair, the unit every later stage consumes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+from imprint_bench.errors import ConfigError
+
+
+@dataclass
+class FeatureSet:
+    """Train/test embeddings with integer labels (dataset label space) and optional class names.
+
+    ``key`` identifies the content (a feature-cache key or a file checksum); caches downstream use it.
+    """
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    class_names: list[str] = field(default_factory=list)
+    key: str = ""
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def dim(self) -> int:
+        return int(self.x_train.shape[1])
+
+    def to(self, device: torch.device | str) -> FeatureSet:
+        """Return a copy whose tensors live on ``device`` (features float32, labels int64)."""
+        return FeatureSet(
+            self.x_train.to(device, torch.float32),
+            self.y_train.to(device, torch.int64),
+            self.x_test.to(device, torch.float32),
+            self.y_test.to(device, torch.int64),
+            list(self.class_names),
+            self.key,
+            self.source,
+        )
+
+    def validate(self) -> None:
+        """Check shapes and finiteness; errors name the source and the problem."""
+        where = self.source or "feature set"
+        for split, x, y in (("train", self.x_train, self.y_train), ("test", self.x_test, self.y_test)):
+            if x.ndim != 2:
+                raise ConfigError(f"{where}: X_{split} must be 2-D [n, dim], got shape {tuple(x.shape)}")
+            if y.ndim != 1 or y.shape[0] != x.shape[0]:
+                raise ConfigError(
+                    f"{where}: y_{split} must be 1-D with one label per row of X_{split}; "
+                    f"got X_{split} {tuple(x.shape)} and y_{split} {tuple(y.shape)}"
+                )
+            if x.shape[0] == 0:
+                raise ConfigError(f"{where}: X_{split} has no rows")
+            if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+                bad = int((~torch.isfinite(x)).any(dim=1).sum())
+                raise ConfigError(f"{where}: X_{split} contains NaN or Inf values in {bad} rows")
+        if self.x_train.shape[1] != self.x_test.shape[1]:
+            raise ConfigError(
+                f"{where}: X_train has dim {self.x_train.shape[1]} but X_test has dim {self.x_test.shape[1]}"
+            )

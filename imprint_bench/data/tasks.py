@@ -1,0 +1,92 @@
+"""Tasks: a class subset of a FeatureSet, renumbered in order, with an optional few-shot sample."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from imprint_bench.data.base import FeatureSet
+from imprint_bench.errors import ConfigError
+from imprint_bench.imprint.rng import generator
+
+#: The paper's class splits (spec §3.4); ``all`` is every class of the dataset.
+TASK_SPLITS: dict[str, list[int] | None] = {
+    "all": None,
+    "even": [0, 2, 4, 6, 8],
+    "odd": [1, 3, 5, 7, 9],
+    "short": [0, 1, 2],
+}
+
+
+@dataclass
+class Task:
+    """One classification task: per-class train features (dataset labels ``labels``, model class i =
+    ``labels[i]``) and the test rows of those classes with labels renumbered to 0..C-1."""
+
+    name: str
+    labels: list[int]
+    class_names: list[str]
+    train: list[torch.Tensor]
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+    shots: int = -1
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.labels)
+
+    @property
+    def n_train(self) -> int:
+        return sum(int(x.shape[0]) for x in self.train)
+
+    def train_mean(self) -> torch.Tensor:
+        """Mean of all train rows of the task (the CL2N centre)."""
+        return torch.cat(self.train).mean(0)
+
+    def train_xy(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Train features and renumbered labels as two tensors."""
+        y = [torch.full((x.shape[0],), i, dtype=torch.int64, device=x.device) for i, x in enumerate(self.train)]
+        return torch.cat(self.train), torch.cat(y)
+
+
+def make_task(
+    features: FeatureSet, name: str, classes: Sequence[int] | None, shots: int = -1, seed: int = 0
+) -> Task:
+    """Restrict ``features`` to ``classes`` (None = all, in label order) and renumber them 0..C-1.
+
+    With ``shots > 0`` each class keeps a random sample of ``min(shots, n)`` train rows drawn from
+    (seed, "shots", label): the same rows for every method at that seed (paired comparisons).
+    """
+    available = sorted(int(v) for v in torch.unique(features.y_train).tolist())
+    labels = available if classes is None else [int(c) for c in classes]
+    if not labels:
+        raise ConfigError(f"task {name!r} has no classes")
+    if len(set(labels)) != len(labels):
+        raise ConfigError(f"task {name!r} lists a class twice: {labels}")
+    missing = [c for c in labels if c not in available]
+    if missing:
+        raise ConfigError(
+            f"task {name!r}: classes {missing} have no training samples in {features.source or 'the dataset'}; "
+            f"classes with training samples: {available}"
+        )
+    if shots == 0 or shots < -1:
+        raise ConfigError(f"task.shots must be -1 (all samples) or a positive number, got {shots}")
+    train = []
+    for label in labels:
+        x = features.x_train[features.y_train == label]
+        if shots > 0 and x.shape[0] > shots:
+            perm = torch.randperm(x.shape[0], generator=generator(seed, "shots", label))[:shots]
+            x = x[perm.sort().values.to(x.device)]
+        train.append(x)
+    remap = torch.full((max(max(available), max(labels)) + 1,), -1, dtype=torch.int64, device=features.y_test.device)
+    remap[torch.tensor(labels, device=remap.device)] = torch.arange(len(labels), device=remap.device)
+    y_test = features.y_test
+    keep = (y_test >= 0) & (y_test < remap.shape[0])
+    keep &= remap[y_test.clamp(0, remap.shape[0] - 1)] >= 0
+    if not bool(keep.any()):
+        raise ConfigError(f"task {name!r}: the test split has no samples of classes {labels}")
+    names = features.class_names
+    class_names = [names[c] if c < len(names) else str(c) for c in labels]
+    return Task(name, labels, class_names, train, features.x_test[keep], remap[y_test[keep]], shots)

@@ -1,0 +1,109 @@
+"""NORM stages: NORMpre / NORMinf (none, l2, cl2n) on features and NORMpost (none, l2, quantile) on proxies."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from imprint_bench.errors import check_choice
+
+FEATURE_NORMS = ("none", "l2", "cl2n")
+
+
+def normalize_features(x: torch.Tensor, kind: str, center: torch.Tensor | None = None) -> torch.Tensor:
+    """Normalise rows of ``x``.
+
+    - ``none``: unchanged.
+    - ``l2``: x / max(‖x‖₂, 1e-12). (The reference's NORMpre divides with no epsilon, turning zero
+      rows into NaN; we keep them zero. Deliberate difference.)
+    - ``cl2n``: subtract ``center`` (the task's train mean, SimpleShot) then L2.
+    """
+    check_choice("feature normalisation", kind, FEATURE_NORMS)
+    if kind == "none":
+        return x
+    if kind == "cl2n":
+        if center is None:
+            raise ValueError("cl2n needs the task's train mean as `center`")
+        x = x - center
+    return F.normalize(x, p=2, dim=1, eps=1e-12)
+
+
+class WeightedSortedValues:
+    """A multiset of floats kept as sorted distinct runs with multiplicities.
+
+    Quantile normalisation maps each later class onto exactly the same multiset of values, so the
+    growing reference distribution is stored compactly: one entry per value run, not per element.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.values = torch.empty(0, dtype=torch.float32, device=device)
+        self.counts = torch.empty(0, dtype=torch.int64, device=device)
+
+    @property
+    def total(self) -> int:
+        return int(self.counts.sum()) if self.counts.numel() else 0
+
+    def add(self, values: torch.Tensor, multiplicity: int = 1) -> None:
+        """Add every element of ``values`` ``multiplicity`` times."""
+        v = torch.cat([self.values, values.flatten().to(torch.float32)])
+        c = torch.cat([self.counts, torch.full((values.numel(),), multiplicity, dtype=torch.int64, device=v.device)])
+        order = torch.argsort(v, stable=True)
+        self.values, self.counts = v[order], c[order]
+
+    def quantiles(self, q: torch.Tensor) -> torch.Tensor:
+        """``torch.quantile(expanded, q)`` with linear interpolation, computed on the compact form."""
+        n = self.total
+        cum = torch.cumsum(self.counts, 0)
+        pos = q.to(torch.float32) * (n - 1)  # float32 arithmetic, as torch.quantile does
+        lo = pos.to(torch.int64)
+        hi = torch.clamp(lo + 1, max=n - 1)
+        frac = pos - lo.to(torch.float32)
+        v_lo = self.values[torch.searchsorted(cum, lo, right=True)]
+        v_hi = self.values[torch.searchsorted(cum, hi, right=True)]
+        return torch.lerp(v_lo, v_hi, frac)
+
+
+def quantile_targets(dim: int, device: torch.device) -> torch.Tensor:
+    """The reference's discrete quantile levels q_i = (i + ½)/dim, built in float32 as it does."""
+    return torch.arange(0, 1, 1 / dim, dtype=torch.float32, device=device)[:dim] + 1 / (2 * dim)
+
+
+def rank_assign(x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Give the element of rank r in each row of ``x`` the value ``targets[r]`` (row order preserved)."""
+    order = torch.argsort(x, dim=1, stable=True)
+    out = torch.empty_like(x)
+    out.scatter_(1, order, targets.to(x.dtype).expand_as(x).contiguous())
+    return out
+
+
+def quantile_normalize_classes(proxies: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Hosoda-style quantile NORMpost with the reference's sequential semantics (spec §4.3).
+
+    Classes are processed in task order. The first class is left unchanged; every later class is
+    mapped onto the quantiles of all proxies already imprinted (earlier classes, after mapping).
+    Unlike the reference we never subsample the reference distribution (its stride subsampling
+    biased the estimate for large ``all`` proxy sets); results are exact for any size.
+    """
+    if not proxies:
+        return []
+    device = proxies[0].device
+    dim = proxies[0].shape[1]
+    q = quantile_targets(dim, device)
+    ref = WeightedSortedValues(device)
+    out = [proxies[0]]
+    ref.add(proxies[0])
+    for p in proxies[1:]:
+        y = ref.quantiles(q)
+        out.append(rank_assign(p, y))
+        ref.add(y, multiplicity=p.shape[0])
+    return out
+
+
+def normalize_proxies(proxies: list[torch.Tensor], kind: str) -> list[torch.Tensor]:
+    """NORMpost on per-class proxy blocks, in task order."""
+    check_choice("NORMpost", kind, ("none", "l2", "quantile"))
+    if kind == "none":
+        return list(proxies)
+    if kind == "l2":
+        return [F.normalize(p, p=2, dim=1, eps=1e-12) for p in proxies]
+    return quantile_normalize_classes(proxies)

@@ -1,0 +1,172 @@
+"""The imprinting pipeline on one task, with every intermediate computed once.
+
+A :class:`Workspace` holds what all configurations of one task share: NORMpre'd train data,
+NORMinf'd test data, GEN proxies (through a :class:`ProxyCache` that can outlive the task, so a
+class's k-means proxies are reused across the all/even/odd/short splits) and nearest-proxy
+searches (so every (m, weighting) mNN variant comes from one distance computation).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import astuple
+from typing import Any
+
+import torch
+
+from imprint_bench.data.tasks import Task
+from imprint_bench.errors import ConfigError
+from imprint_bench.imprint.aggregate import max_scores, nearest_proxies, vote_scores
+from imprint_bench.imprint.generate import generate_class_proxies, generate_task_proxies
+from imprint_bench.imprint.head import ImprintedHead
+from imprint_bench.imprint.metrics import classification_metrics
+from imprint_bench.imprint.normalize import normalize_features, normalize_proxies
+from imprint_bench.imprint.spec import PER_CLASS_GEN, PRESETS, SEEDED_GEN, MethodSpec
+
+
+def resolve_method(method: MethodSpec | str) -> MethodSpec:
+    """A MethodSpec from a spec or a preset name, validated."""
+    if isinstance(method, str):
+        if method not in PRESETS:
+            raise ConfigError(f"unknown method preset {method!r}; valid: {', '.join(PRESETS)}")
+        method = PRESETS[method]
+    method.validate()
+    return method
+
+
+def _joint_block_sizes(spec: MethodSpec, xs: list[torch.Tensor]) -> list[int]:
+    """Rows per class of a jointly solved (ls/kls) proxy matrix: k, or all samples when n < k or k = -1."""
+    k = spec.gen.k if spec.gen.name == "kls" else 1
+    return [int(x.shape[0]) if (k == -1 or x.shape[0] < k) else k for x in xs]
+
+
+class ProxyCache:
+    """LRU map from a GEN key to (proxies, seconds it took). Keys name the feature set, so one cache
+    can serve every task and job of a process."""
+
+    def __init__(self, max_entries: int = 4096) -> None:
+        self.max_entries = max_entries
+        self._items: OrderedDict[tuple, tuple[torch.Tensor, float]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: tuple) -> tuple[torch.Tensor, float] | None:
+        item = self._items.get(key)
+        if item is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._items.move_to_end(key)
+        return item
+
+    def put(self, key: tuple, proxies: torch.Tensor, seconds: float) -> None:
+        self._items[key] = (proxies, seconds)
+        self._items.move_to_end(key)
+        while len(self._items) > self.max_entries:
+            self._items.popitem(last=False)
+
+
+class Workspace:
+    """Evaluates imprinting configurations on one task, reusing every shared intermediate."""
+
+    def __init__(
+        self,
+        task: Task,
+        seed: int,
+        lam: float = 1e-4,
+        feature_key: str = "",
+        proxy_cache: ProxyCache | None = None,
+    ) -> None:
+        self.task = task
+        self.seed = seed
+        self.lam = lam
+        self.feature_key = feature_key
+        self.proxy_cache = proxy_cache if proxy_cache is not None else ProxyCache()
+        self._center = task.train_mean()
+        self._train: dict[str, list[torch.Tensor]] = {}
+        self._test: dict[str, torch.Tensor] = {}
+        self._neighbors: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def train_normed(self, norm_pre: str) -> list[torch.Tensor]:
+        if norm_pre not in self._train:
+            self._train[norm_pre] = [normalize_features(x, norm_pre, self._center) for x in self.task.train]
+        return self._train[norm_pre]
+
+    def test_normed(self, norm_inf: str) -> torch.Tensor:
+        if norm_inf not in self._test:
+            self._test[norm_inf] = normalize_features(self.task.x_test, norm_inf, self._center)
+        return self._test[norm_inf]
+
+    def _gen_key(self, spec: MethodSpec) -> tuple:
+        gen = spec.gen
+        seed = self.seed if gen.name in SEEDED_GEN else None
+        # cl2n centres on the task mean, so its data (and proxies) depend on the task's classes
+        scope = tuple(self.task.labels) if spec.norm_pre == "cl2n" or gen.name not in PER_CLASS_GEN else None
+        lam = (gen.lam if gen.lam is not None else self.lam) if gen.name in ("ls", "kls") else None
+        return (self.feature_key, spec.norm_pre, astuple(gen), seed, self.task.shots, scope, lam)
+
+    def proxies(self, spec: MethodSpec) -> tuple[list[torch.Tensor], float]:
+        """GEN output per class (before NORMpost) and the seconds GEN took (also when served from cache)."""
+        key = self._gen_key(spec)
+        xs = self.train_normed(spec.norm_pre)
+        labels = self.task.labels
+        if spec.gen.name not in PER_CLASS_GEN:
+            hit = self.proxy_cache.get((*key, "task"))
+            if hit is None:
+                lam = spec.gen.lam if spec.gen.lam is not None else self.lam
+                start = time.perf_counter()
+                blocks = generate_task_proxies(xs, labels, spec.gen, self.seed, lam)
+                hit = (torch.cat(blocks), time.perf_counter() - start)
+                self.proxy_cache.put((*key, "task"), *hit)
+            return list(torch.split(hit[0], _joint_block_sizes(spec, xs))), hit[1]
+        found = {label: self.proxy_cache.get((*key, label)) for label in labels}
+        todo = [i for i, label in enumerate(labels) if found[label] is None]
+        if todo:
+            start = time.perf_counter()
+            blocks = generate_class_proxies([xs[i] for i in todo], [labels[i] for i in todo], spec.gen, self.seed)
+            share = (time.perf_counter() - start) / len(todo)
+            for i, block in zip(todo, blocks, strict=True):
+                found[labels[i]] = (block, share)
+                self.proxy_cache.put((*key, labels[i]), block, share)
+        return [found[label][0] for label in labels], sum(found[label][1] for label in labels)
+
+    def head(self, spec: MethodSpec) -> ImprintedHead:
+        """The imprinted head for ``spec`` (GEN → NORMpost), ready for inference."""
+        blocks, _ = self.proxies(spec)
+        return self._head_from_blocks(spec, blocks)
+
+    def _head_from_blocks(self, spec: MethodSpec, blocks: list[torch.Tensor]) -> ImprintedHead:
+        blocks = normalize_proxies(blocks, spec.norm_post)
+        owner = torch.cat([torch.full((b.shape[0],), i, dtype=torch.int64, device=b.device)
+                           for i, b in enumerate(blocks)])
+        return ImprintedHead(torch.cat(blocks), owner, spec.norm_inf, spec.agg, self.task.class_names,
+                             self._center, spec)
+
+    def evaluate(self, spec: MethodSpec, m_needed: int | None = None) -> dict[str, Any]:
+        """Metrics and timings for one canonical configuration. ``m_needed`` (≥ spec.agg.m) lets the
+        nearest-proxy search serve larger-m variants of the same proxies from one computation."""
+        blocks, gen_s = self.proxies(spec)
+        head = self._head_from_blocks(spec, blocks)
+        x = self.test_normed(spec.norm_inf)
+        start = time.perf_counter()
+        if spec.agg.name == "max":
+            scores = max_scores(x, head.proxies, head.owner, self.task.n_classes)
+        else:
+            key = (self._gen_key(spec), spec.norm_post, spec.norm_inf, spec.agg.distance)
+            m = max(spec.agg.m, m_needed or 0)
+            cached = self._neighbors.get(key)
+            if cached is None or cached[1].shape[1] < min(m, head.n_proxies):
+                cached = nearest_proxies(x, head.proxies, spec.agg.distance, m)
+                self._neighbors[key] = cached
+            scores = vote_scores(cached[0], cached[1], head.owner, self.task.n_classes, spec.agg.m, spec.agg.weighting)
+        pred = scores.argmax(1)
+        if pred.is_cuda:
+            torch.cuda.synchronize()
+        infer_s = time.perf_counter() - start
+        return {
+            **classification_metrics(pred, self.task.y_test, self.task.n_classes),
+            "gen_s": gen_s,
+            "infer_s": infer_s,
+            "n_proxies": head.n_proxies,
+        }

@@ -1,0 +1,203 @@
+"""Frozen descriptions of one imprinting configuration (NORMpre → GEN → NORMpost → NORMinf → AGG).
+
+Canonicalisation applies the reference's pruning rules (spec §5.2) so that configurations that are
+the same computation share one hash, and validation rejects meaningless ones with a clear message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any
+
+from imprint_bench.errors import ConfigError, check_choice
+
+NORM_PRE = ("none", "l2", "cl2n")
+NORM_POST = ("none", "l2", "quantile")
+NORM_INF = ("none", "l2", "cl2n")
+GEN_METHODS = ("all", "mean", "random", "kmeans", "kmedoids", "fps", "cov_max", "none", "ls", "kls")
+KMEANS_BACKENDS = ("faiss", "torch", "sklearn")
+AGG_METHODS = ("max", "mnn")
+DISTANCES = ("inner_product", "cosine", "euclidean", "manhattan", "chebyshev", "mahalanobis")
+WEIGHTINGS = ("uniform", "distance")
+
+#: Methods whose proxies for one class depend only on that class's samples (cacheable per class).
+PER_CLASS_GEN = ("all", "mean", "random", "kmeans", "kmedoids", "fps", "cov_max", "none")
+#: Methods whose result depends on the run seed.
+SEEDED_GEN = ("random", "kmeans", "fps", "none", "kls")
+#: Methods that use a k-means backend.
+KMEANS_GEN = ("kmeans", "kls")
+
+
+@dataclass(frozen=True)
+class GenSpec:
+    """GEN: how proxies are generated per class. ``k=-1`` means every sample is a proxy."""
+
+    name: str = "mean"
+    k: int = 1
+    backend: str = "faiss"
+    lam: float | None = None  # ridge λ for ls/kls; None = the backbone's table value
+    kmeans_iters: int = 300
+
+    def validate(self) -> None:
+        check_choice("GEN method", self.name, GEN_METHODS)
+        check_choice("k-means backend", self.backend, KMEANS_BACKENDS)
+        if not isinstance(self.k, int) or self.k == 0 or self.k < -1:
+            raise ConfigError(f"gen.k must be a positive integer or -1 (all samples), got {self.k!r}")
+        if self.lam is not None and self.lam < 0:
+            raise ConfigError(f"gen.lam must be >= 0 (or null for the backbone's value), got {self.lam!r}")
+        if self.kmeans_iters < 1:
+            raise ConfigError(f"gen.kmeans_iters must be >= 1, got {self.kmeans_iters!r}")
+
+
+@dataclass(frozen=True)
+class AggSpec:
+    """AGG: ``max`` (inner product, max over a class's proxies) or ``mnn`` (m-nearest-neighbour vote)."""
+
+    name: str = "max"
+    m: int = -1
+    distance: str = "inner_product"
+    weighting: str = "uniform"
+
+    def validate(self) -> None:
+        check_choice("AGG method", self.name, AGG_METHODS)
+        check_choice("AGG distance", self.distance, DISTANCES)
+        check_choice("AGG weighting", self.weighting, WEIGHTINGS)
+        if self.name == "mnn":
+            if not isinstance(self.m, int) or self.m < 1:
+                raise ConfigError(f"agg.m must be an integer >= 1 for mnn, got {self.m!r}")
+            if self.distance == "inner_product":
+                raise ConfigError(
+                    "agg=mnn needs a distance: one of cosine, euclidean, manhattan, chebyshev, mahalanobis "
+                    "(inner_product is only meaningful with agg=max)"
+                )
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """One full imprinting configuration."""
+
+    norm_pre: str = "l2"
+    gen: GenSpec = field(default_factory=GenSpec)
+    norm_post: str = "l2"
+    norm_inf: str = "l2"
+    agg: AggSpec = field(default_factory=AggSpec)
+
+    def validate(self) -> None:
+        check_choice("NORMpre", self.norm_pre, NORM_PRE)
+        check_choice("NORMpost", self.norm_post, NORM_POST)
+        check_choice("NORMinf", self.norm_inf, NORM_INF)
+        self.gen.validate()
+        self.agg.validate()
+        if self.norm_pre != "none" and self.norm_pre != self.norm_inf:
+            raise ConfigError(
+                f"NORMpre={self.norm_pre!r} requires NORMinf={self.norm_pre!r} (train and test features must "
+                f"live in the same space); got NORMinf={self.norm_inf!r}. Valid pairs: NORMpre none with any "
+                "NORMinf, or NORMpre == NORMinf"
+            )
+
+    def canonical(self, shots: int = -1) -> MethodSpec:
+        """Apply the reference's pruning rules so equivalent configurations compare (and hash) equal.
+
+        - max aggregation: distance inner_product uses the max rule; any other distance means 1-NN by
+          that distance (reference behaviour), so it becomes ``mnn`` with m=1.
+        - mnn with m=1: weighting cannot matter, so it is fixed to ``uniform``.
+        - mean and ls have exactly one proxy (k=1); all has k=-1; kls with k=1 is ls.
+        - k-means backend and iterations only matter for kmeans/kls; λ only for ls/kls.
+        - few-shot: with n shots per class and k > n, k becomes n (spec rule 11).
+        """
+        gen, agg = self.gen, self.agg
+        if agg.name == "max":
+            agg = AggSpec("mnn", 1, agg.distance, "uniform") if agg.distance != "inner_product" else AggSpec()
+        if agg.name == "mnn" and agg.m == 1:
+            agg = replace(agg, weighting="uniform")
+        name, k = gen.name, gen.k
+        if name == "kls" and k == 1:
+            name = "ls"
+        if name in ("mean", "ls"):
+            k = 1
+        elif name == "all":
+            k = -1
+        if shots > 0 and k > shots:
+            k = shots
+        backend = gen.backend if name in KMEANS_GEN else "faiss"
+        iters = gen.kmeans_iters if name in KMEANS_GEN else GenSpec.kmeans_iters
+        lam = gen.lam if name in ("ls", "kls") else None
+        return replace(self, gen=GenSpec(name, k, backend, lam, iters), agg=agg)
+
+    def to_flat(self) -> dict[str, Any]:
+        """Flat dict with the results-table column names."""
+        return {
+            "norm_pre": self.norm_pre,
+            "gen": self.gen.name,
+            "k": self.gen.k,
+            "norm_post": self.norm_post,
+            "norm_inf": self.norm_inf,
+            "agg": self.agg.name,
+            "m": self.agg.m,
+            "distance": self.agg.distance,
+            "weighting": self.agg.weighting,
+            "kmeans_backend": self.gen.backend,
+            "kmeans_iters": self.gen.kmeans_iters,
+            "lam": self.gen.lam,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> MethodSpec:
+        """Build from a nested mapping ``{norm: {pre, post, inf}, gen: {...}, agg: {...}}``."""
+        norm = dict(d.get("norm") or {})
+        gen = dict(d.get("gen") or {})
+        agg = dict(d.get("agg") or {})
+        unknown = set(d) - {"norm", "gen", "agg", "name"}
+        if unknown:
+            raise ConfigError(f"unknown method keys {sorted(unknown)}; valid: norm, gen, agg")
+        for what, given, allowed in (
+            ("norm", norm, {"pre", "post", "inf"}),
+            ("gen", gen, set(GenSpec.__dataclass_fields__)),
+            ("agg", agg, set(AggSpec.__dataclass_fields__)),
+        ):
+            extra = set(given) - allowed
+            if extra:
+                raise ConfigError(f"unknown {what} keys {sorted(extra)}; valid: {sorted(allowed)}")
+        return cls(
+            norm_pre=norm.get("pre", "l2"),
+            gen=GenSpec(**gen),
+            norm_post=norm.get("post", "l2"),
+            norm_inf=norm.get("inf", "l2"),
+            agg=AggSpec(**agg),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "norm": {"pre": self.norm_pre, "post": self.norm_post, "inf": self.norm_inf},
+            "gen": asdict(self.gen),
+            "agg": asdict(self.agg),
+        }
+
+
+def stable_hash(obj: Any) -> str:
+    """MD5 of the key-sorted JSON of ``obj``: a deterministic name for a configuration or cache entry."""
+    return hashlib.md5(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+#: The five rows of the paper's Table 1 (README of DATEXIS/IMPRINT), exactly.
+PRESETS: dict[str, MethodSpec] = {
+    "qi": MethodSpec("l2", GenSpec("mean", 1), "l2", "l2", AggSpec("max")),
+    "hosoda": MethodSpec("none", GenSpec("mean", 1), "quantile", "none", AggSpec("max")),
+    "janson": MethodSpec("none", GenSpec("mean", 1), "none", "none", AggSpec("mnn", 1, "euclidean", "distance")),
+    "ours": MethodSpec("l2", GenSpec("kmeans", 20), "l2", "l2", AggSpec("max")),
+    "oracle": MethodSpec("none", GenSpec("ls", 1), "none", "none", AggSpec("max")),
+}
+
+
+def preset_name(spec: MethodSpec, shots: int = -1) -> str:
+    """The Table-1 preset this canonical spec equals (ignoring the k-means backend), or ``custom``."""
+    canon = spec.canonical(shots)
+    for name, preset in PRESETS.items():
+        p = preset.canonical(shots)
+        if replace(canon, gen=replace(canon.gen, backend="faiss", kmeans_iters=300, lam=None)) == replace(
+            p, gen=replace(p.gen, lam=None)
+        ):
+            return name
+    return "custom"

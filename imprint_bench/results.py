@@ -1,0 +1,187 @@
+"""ResultStore: one Parquet part file per flush, written atomically; skip-existing by run hash; collect.
+
+Layout under ``<results_dir>/<experiment>/``::
+
+    runs/<cell_hash>/<part>.parquet   rows of one cell (backbone, dataset, task, seed), appended in parts
+    runs/<cell_hash>/complete.json    written when every planned run of the cell has an ok row
+    results.parquet, results.csv      the merged table (collect), de-duplicated by run_hash
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from imprint_bench.errors import ConfigError
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temporary file in the same folder, fsync, then rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_parquet(df: pd.DataFrame, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    df.to_parquet(tmp, index=False)
+    with tmp.open("rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class ResultStore:
+    """Results of one experiment: per-cell part files, completion markers and the merged table."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.runs_dir = self.root / "runs"
+
+    def cell_dir(self, cell_hash: str) -> Path:
+        return self.runs_dir / cell_hash
+
+    def done_hashes(self, cell_hash: str) -> set[str]:
+        """Run hashes of this cell that already have an ok row (unreadable parts are ignored here)."""
+        done: set[str] = set()
+        for part in sorted(self.cell_dir(cell_hash).glob("*.parquet")):
+            try:
+                df = pd.read_parquet(part, columns=["run_hash", "status"])
+            except Exception:  # a corrupted part: its runs simply run again; collect reports it
+                continue
+            done.update(df.loc[df["status"] == "ok", "run_hash"].astype(str))
+        return done
+
+    def is_complete(self, cell_hash: str, plan_hash: str) -> bool:
+        marker = self.cell_dir(cell_hash) / "complete.json"
+        try:
+            return json.loads(marker.read_text()).get("plan_hash") == plan_hash
+        except (OSError, ValueError):
+            return False
+
+    def mark_complete(self, cell_hash: str, plan_hash: str, n_runs: int) -> None:
+        payload = {"plan_hash": plan_hash, "n_runs": n_runs, "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        atomic_write_bytes(self.cell_dir(cell_hash) / "complete.json", json.dumps(payload).encode())
+
+    def writer(self, cell_hash: str, flush_every: int = 50, flush_seconds: float = 5.0) -> RowWriter:
+        return RowWriter(self.cell_dir(cell_hash), flush_every, flush_seconds)
+
+
+class RowWriter:
+    """Buffers rows and writes them as new atomic part files, so a kill loses only unflushed rows."""
+
+    def __init__(self, folder: Path, flush_every: int, flush_seconds: float) -> None:
+        self.folder = folder
+        self.flush_every = flush_every
+        self.flush_seconds = flush_seconds
+        self._rows: list[dict[str, Any]] = []
+        self._last = time.monotonic()
+        self.written = 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        self._rows.append(row)
+        if len(self._rows) >= self.flush_every or time.monotonic() - self._last >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._rows:
+            return
+        name = f"{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
+        atomic_write_parquet(pd.DataFrame(self._rows), self.folder / name)
+        self.written += len(self._rows)
+        self._rows = []
+        self._last = time.monotonic()
+
+
+@dataclass
+class CollectSummary:
+    """What collect merged and what it had to skip."""
+
+    table: pd.DataFrame
+    n_parts: int = 0
+    corrupted: list[str] = field(default_factory=list)
+    path: Path | None = None
+
+    def describe(self) -> str:
+        t = self.table
+        n_ok = int((t["status"] == "ok").sum()) if len(t) else 0
+        n_failed = len(t) - n_ok
+        lines = [f"collected {len(t)} runs ({n_ok} ok, {n_failed} failed) from {self.n_parts} part files"
+                 + (f" -> {self.path}" if self.path else "")]
+        lines += [f"  skipped corrupted file: {c}" for c in self.corrupted]
+        if n_failed:
+            failed = t[t["status"] != "ok"]
+            for _, row in failed.head(20).iterrows():
+                lines.append(f"  failed: {row.get('backbone')}/{row.get('dataset')}/{row.get('task')}/"
+                             f"seed={row.get('seed')} {row.get('gen')} k={row.get('k')}: {str(row.get('error'))[:200]}")
+            if n_failed > 20:
+                lines.append(f"  ... and {n_failed - 20} more failures")
+        return "\n".join(lines)
+
+
+def collect(root: str | Path, write: bool = True) -> CollectSummary:
+    """Merge every part file under ``root/runs`` into ``root/results.parquet`` (+ ``results.csv``).
+
+    Rows are de-duplicated by run_hash, keeping an ok row over a failed one and the newest among
+    equals. Unreadable files are reported and skipped, never merged.
+    """
+    root = Path(root)
+    parts = sorted((root / "runs").glob("*/*.parquet"))
+    frames, corrupted = [], []
+    for part in parts:
+        try:
+            frames.append(pd.read_parquet(part))
+        except Exception as err:
+            corrupted.append(f"{part} ({type(err).__name__})")
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run_hash", "status"])
+    if len(table):
+        table = (
+            table.assign(_ok=table["status"].eq("ok"))
+            .sort_values(["_ok", "created_at"], ascending=[False, False], kind="stable")
+            .drop_duplicates("run_hash")
+            .drop(columns="_ok")
+            .sort_values(["backbone", "dataset", "task", "seed", "created_at"], kind="stable")
+            .reset_index(drop=True)
+        )
+    summary = CollectSummary(table, len(parts), corrupted)
+    if write:
+        out = root / "results.parquet"
+        atomic_write_parquet(table, out)
+        csv = table.copy()
+        if "per_class_f1" in csv:
+            csv["per_class_f1"] = csv["per_class_f1"].map(lambda v: json.dumps(list(v)) if v is not None else "")
+        atomic_write_bytes(root / "results.csv", csv.to_csv(index=False).encode())
+        summary.path = out
+    return summary
+
+
+def collect_main(argv: list[str] | None = None) -> None:
+    """``imprint-bench-collect RESULTS_DIR``: merge the part files of one experiment's results folder."""
+    parser = argparse.ArgumentParser(description=collect_main.__doc__)
+    parser.add_argument("root", type=Path, help="an experiment's results folder (holds runs/)")
+    args = parser.parse_args(argv)
+    if not (args.root / "runs").is_dir():
+        raise SystemExit(f"error: {args.root} has no runs/ folder; pass <paths.results_dir>/<experiment_name>")
+    print(collect(args.root).describe())
+
+
+def load_results(path: str | Path) -> pd.DataFrame:
+    """Read a results table (a results.parquet, or an experiment folder holding one)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.parquet"
+    if not path.is_file():
+        raise ConfigError(f"no results table at {path}; run a sweep and collect first (imprint-bench-collect)")
+    return pd.read_parquet(path)

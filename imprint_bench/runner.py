@@ -1,0 +1,224 @@
+"""A job: one cell (backbone, dataset, task, seed) evaluated against a method grid.
+
+Features come from the cache once, proxies are shared across every NORMpost/NORMinf/AGG variant
+(and across tasks within a process), finished runs are skipped by hash, and every run produces
+exactly one row: ``ok`` with metrics, or ``failed`` with the error.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+import traceback
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from imprint_bench.data import backbone_label, load_feature_set
+from imprint_bench.data.tasks import Task, make_task
+from imprint_bench.errors import ConfigError
+from imprint_bench.grid import GridPlan, expand_grid, prune_for_task
+from imprint_bench.imprint.pipeline import ProxyCache, Workspace
+from imprint_bench.imprint.spec import MethodSpec, preset_name, stable_hash
+from imprint_bench.results import ResultStore
+
+log = logging.getLogger(__name__)
+
+#: Shared by every job of this process (Hydra's basic launcher runs jobs sequentially in-process).
+PROXY_CACHE = ProxyCache()
+
+#: Dataset/backbone fields that do not change the numbers and so stay out of run hashes.
+NON_SEMANTIC_KEYS = ("download", "num_workers", "batch_size")
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; otherwise the named device (checked)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} but CUDA is not available here; use device=cpu or device=auto")
+    return device
+
+
+def library_versions() -> dict[str, str]:
+    import faiss
+    import numpy
+
+    import imprint_bench
+
+    versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+                "faiss": faiss.__version__, "imprint_bench": imprint_bench.__version__}
+    try:
+        import timm
+
+        versions["timm"] = timm.__version__
+    except ImportError:  # pragma: no cover - timm is a core dependency
+        pass
+    return versions
+
+
+def _semantic(cfg: DictConfig | dict) -> dict:
+    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    return {k: v for k, v in plain.items() if k not in NON_SEMANTIC_KEYS}
+
+
+@dataclass
+class Cell:
+    """What one job evaluates: identity fields and their hash."""
+
+    backbone: str
+    dataset: str
+    mapping: str
+    task: str
+    classes: list[int] | None
+    shots: int
+    seed: int
+    identity: dict[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def hash(self) -> str:
+        return stable_hash(self.identity)
+
+    def run_hash(self, spec: MethodSpec) -> str:
+        return stable_hash({"cell": self.identity, "method": spec.to_dict()})
+
+    def describe(self) -> str:
+        shots = f" shots={self.shots}" if self.shots > 0 else ""
+        return f"{self.backbone} / {self.dataset} / {self.task}{shots} / seed={self.seed}"
+
+
+def make_cell(cfg: DictConfig) -> Cell:
+    dataset = _semantic(cfg.dataset)
+    backbone = _semantic(cfg.backbone) if dataset.get("kind") not in ("features", "synthetic") else {}
+    classes = list(cfg.task.classes) if cfg.task.classes is not None else None
+    identity = {"dataset": dataset, "backbone": backbone, "task": {"classes": classes, "shots": int(cfg.task.shots)},
+                "seed": int(cfg.seed)}
+    return Cell(backbone_label(cfg.dataset, cfg.backbone), str(dataset.get("name")),
+                str(dataset.get("mapping", "none")), str(cfg.task.name), classes, int(cfg.task.shots), int(cfg.seed),
+                identity)
+
+
+def method_from_cfg(cfg: DictConfig) -> MethodSpec:
+    """The base MethodSpec from the composed ``norm``/``gen``/``agg`` nodes."""
+    node = OmegaConf.to_container(OmegaConf.masked_copy(cfg, ["norm", "gen", "agg"]), resolve=True)
+    return MethodSpec.from_dict(node)
+
+
+def plan_job(cfg: DictConfig) -> tuple[Cell, GridPlan]:
+    """Validate the configuration and expand its method grid (no data is touched)."""
+    grid = OmegaConf.to_container(cfg.grid, resolve=True) if cfg.grid is not None else None
+    plan = expand_grid(method_from_cfg(cfg), grid, int(cfg.task.shots))
+    if not plan.specs:
+        raise ConfigError(f"the method grid has no valid configuration; pruned: {plan.pruned}")
+    return make_cell(cfg), plan
+
+
+@dataclass
+class JobSummary:
+    cell: str
+    planned: int = 0
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    failures: list[str] = field(default_factory=list)
+
+    def line(self) -> str:
+        return (f"[{self.cell}] {self.planned} runs: {self.ok} ok, {self.failed} failed, {self.skipped} skipped "
+                f"({self.seconds:.1f}s)")
+
+
+def _nc1_columns(task: Task, enabled: bool) -> dict[str, float]:
+    """NC1 of the task's L2-normalised train features: textbook, and with the reference's centring."""
+    if not enabled:
+        return {"nc1": float("nan"), "nc1_ref": float("nan")}
+    from imprint_bench.report.nc import nc1
+
+    x, y = task.train_xy()
+    x = torch.nn.functional.normalize(x, dim=1)
+    try:
+        return {"nc1": nc1(x, y), "nc1_ref": nc1(x, y, reference_centring=True)}
+    except Exception as err:  # NC1 is an annotation; never fail the runs for it
+        log.warning("NC1 could not be computed: %s", err)
+        return {"nc1": float("nan"), "nc1_ref": float("nan")}
+
+
+def run_job(cfg: DictConfig, tracker: Any = None) -> JobSummary:
+    """Evaluate one cell against the method grid, appending rows to the experiment's ResultStore."""
+    start = time.perf_counter()
+    cell, plan = plan_job(cfg)
+    store = ResultStore(Path(cfg.paths.results_dir) / cfg.experiment_name)
+    summary = JobSummary(cell.describe(), planned=len(plan.specs))
+    hashes = [cell.run_hash(s) for s in plan.specs]
+    plan_hash = stable_hash(sorted(hashes))
+    if not cfg.overwrite and store.is_complete(cell.hash, plan_hash):
+        summary.skipped = len(plan.specs)
+        summary.seconds = time.perf_counter() - start
+        return summary
+    done = set() if cfg.overwrite else store.done_hashes(cell.hash)
+    device = resolve_device(cfg.device)
+    features = load_feature_set(cfg.dataset, cfg.backbone, cfg.extract, cfg.paths.cache_dir, cfg.paths.data_root,
+                                device)
+    task = make_task(features, cell.task, cell.classes, cell.shots, cell.seed)
+    specs, n_degenerate = prune_for_task(plan.specs, task.n_classes)
+    summary.planned = len(specs)
+    pending = [(s, cell.run_hash(s)) for s in specs if cell.run_hash(s) not in done]
+    summary.skipped = len(specs) - len(pending)
+    lam = float(cfg.backbone.get("ls_lambda", 1e-4)) if "backbone" in cfg else 1e-4
+    workspace = Workspace(task, cell.seed, lam, features.key, PROXY_CACHE)
+    base_row = {
+        "experiment": str(cfg.experiment_name), "backbone": cell.backbone, "dataset": cell.dataset,
+        "mapping": cell.mapping, "task": cell.task, "seed": cell.seed, "shots": cell.shots,
+        "n_classes": task.n_classes, "n_train": task.n_train, "n_test": int(task.y_test.shape[0]),
+        "feature_key": features.key, "cell_hash": cell.hash, "device": str(device),
+        "versions": json.dumps(library_versions(), sort_keys=True),
+        **(_nc1_columns(task, bool(cfg.nc1)) if pending else {}),
+    }
+    m_needed = _largest_m_per_group(specs)
+    writer = store.writer(cell.hash)
+    try:
+        for spec, run_hash in tqdm(pending, desc=cell.describe(), unit="run", leave=False, disable=len(pending) < 2):
+            row = {**base_row, "run_hash": run_hash, "method": preset_name(spec, cell.shots), **spec.to_flat()}
+            if spec.gen.name in ("ls", "kls"):
+                row["lam"] = spec.gen.lam if spec.gen.lam is not None else lam
+            try:
+                row.update(workspace.evaluate(spec, m_needed.get(_agg_group(spec))), status="ok", error="")
+                summary.ok += 1
+            except Exception as err:  # one failed configuration must not stop the sweep
+                row.update(status="failed", error=f"{type(err).__name__}: {err}")
+                summary.failed += 1
+                summary.failures.append(f"{spec.to_flat()}: {row['error']}")
+                log.debug("run failed:\n%s", traceback.format_exc())
+            row["created_at"] = datetime.now(UTC).isoformat(timespec="microseconds")
+            writer.add(row)
+            if tracker is not None:
+                tracker.log_row(row)
+    finally:
+        writer.flush()
+    if summary.failed == 0:
+        store.mark_complete(cell.hash, plan_hash, len(specs))
+    if n_degenerate:
+        log.info("pruned %d mNN configurations with m > the task's number of proxies", n_degenerate)
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _agg_group(spec: MethodSpec) -> tuple:
+    return (spec.norm_pre, spec.gen, spec.norm_post, spec.norm_inf, spec.agg.distance)
+
+
+def _largest_m_per_group(specs: list[MethodSpec]) -> dict[tuple, int]:
+    """Largest m among mNN variants that share proxies and distance: one neighbour search serves all."""
+    out: dict[tuple, int] = {}
+    for s in specs:
+        if s.agg.name == "mnn":
+            out[_agg_group(s)] = max(out.get(_agg_group(s), 0), s.agg.m)
+    return out

@@ -1,0 +1,56 @@
+"""Shared fixtures: offline environment, small synthetic feature sets, Hydra compose helper."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "disabled")
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from imprint_bench.data.base import FeatureSet
+from imprint_bench.data.synthetic import make_mixture
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def mixture() -> FeatureSet:
+    """10 classes × 4 well-separated modes in 32-d: multi-proxy imprinting must beat the mean."""
+    return make_mixture(n_classes=10, modes=4, dim=32, n_train_per_class=120, n_test_per_class=60, spread=3.0,
+                        noise=1.0, seed=0)
+
+
+@pytest.fixture
+def npz_file(tmp_path: Path, mixture: FeatureSet) -> Path:
+    """The mixture written as a bring-your-own-embeddings .npz file."""
+    path = tmp_path / "emb.npz"
+    np.savez(path, X_train=mixture.x_train.numpy(), y_train=mixture.y_train.numpy(),
+             X_test=mixture.x_test.numpy(), y_test=mixture.y_test.numpy(),
+             class_names=np.array([f"c{i}" for i in range(10)]))
+    return path
+
+
+@pytest.fixture
+def compose_cfg():
+    """Compose the project's Hydra config with overrides (no job is run)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    def _compose(*overrides: str, return_hydra_config: bool = False):
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            return compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+
+    yield _compose
+    GlobalHydra.instance().clear()
+
+
+def seeded(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)

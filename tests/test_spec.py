@@ -1,0 +1,69 @@
+"""Method specs: validation messages, canonicalisation (the reference's pruning rules), hashing, presets."""
+
+import pytest
+
+from imprint_bench.errors import ConfigError
+from imprint_bench.imprint.spec import PRESETS, AggSpec, GenSpec, MethodSpec, preset_name, stable_hash
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (MethodSpec(gen=GenSpec("kmeans", 0)), "gen.k must be a positive integer or -1"),
+        (MethodSpec(gen=GenSpec("kmeans", -2)), "gen.k must be a positive integer or -1"),
+        (MethodSpec(agg=AggSpec("mnn", 0, "euclidean")), "agg.m must be an integer >= 1"),
+        (MethodSpec(agg=AggSpec("mnn", 3, "inner_product")), "agg=mnn needs a distance"),
+        (MethodSpec(gen=GenSpec("kmeanz", 5)), "valid choices: all, cov_max, fps, kls, kmeans"),
+        (MethodSpec(agg=AggSpec("mnn", 3, "euclidian")), "unknown AGG distance 'euclidian'"),
+        (MethodSpec(norm_pre="l2", norm_inf="none"), "NORMpre='l2' requires NORMinf='l2'"),
+        (MethodSpec(norm_post="cl2n"), "unknown NORMpost 'cl2n'"),
+        (MethodSpec(gen=GenSpec("kmeans", 5, backend="cuml")), "unknown k-means backend"),
+    ],
+)
+def test_invalid_specs_fail_with_valid_choices(spec, message):
+    with pytest.raises(ConfigError, match=message):
+        spec.validate()
+
+
+def test_canonical_applies_reference_rules():
+    mean = MethodSpec(gen=GenSpec("mean", 20, backend="torch")).canonical()
+    assert mean.gen == GenSpec("mean", 1)  # k and backend are irrelevant for mean
+    assert MethodSpec(gen=GenSpec("all", 5)).canonical().gen.k == -1
+    assert MethodSpec(gen=GenSpec("kls", 1)).canonical().gen.name == "ls"
+    max_euclid = MethodSpec(agg=AggSpec("max", -1, "euclidean", "distance")).canonical()
+    assert max_euclid.agg == AggSpec("mnn", 1, "euclidean", "uniform")  # max + distance ≡ 1-NN
+    assert MethodSpec(agg=AggSpec("mnn", 1, "cosine", "distance")).canonical().agg.weighting == "uniform"
+    assert MethodSpec(gen=GenSpec("kmeans", 20)).canonical(shots=5).gen.k == 5  # few-shot: k := n
+    assert MethodSpec(gen=GenSpec("kmeans", 3)).canonical(shots=5).gen.k == 3
+
+
+def test_hash_is_deterministic_and_sensitive():
+    a = MethodSpec(gen=GenSpec("kmeans", 5)).to_dict()
+    assert stable_hash(a) == stable_hash(MethodSpec(gen=GenSpec("kmeans", 5)).to_dict())
+    assert stable_hash(a) != stable_hash(MethodSpec(gen=GenSpec("kmeans", 6)).to_dict())
+    assert stable_hash({"b": 1, "a": 2}) == stable_hash({"a": 2, "b": 1})
+
+
+def test_presets_match_table1_and_are_recognised():
+    assert PRESETS["qi"].to_flat() | {"kmeans_iters": 0} == {
+        "norm_pre": "l2", "gen": "mean", "k": 1, "norm_post": "l2", "norm_inf": "l2", "agg": "max", "m": -1,
+        "distance": "inner_product", "weighting": "uniform", "kmeans_backend": "faiss", "kmeans_iters": 0,
+        "lam": None}
+    assert PRESETS["hosoda"].norm_post == "quantile" and PRESETS["hosoda"].norm_pre == "none"
+    assert PRESETS["janson"].agg == AggSpec("mnn", 1, "euclidean", "distance")
+    assert PRESETS["ours"].gen == GenSpec("kmeans", 20)
+    assert PRESETS["oracle"].gen.name == "ls"
+    for name, spec in PRESETS.items():
+        spec.validate()
+        assert preset_name(spec) == name
+    torch_ours = MethodSpec("l2", GenSpec("kmeans", 20, backend="torch"), "l2", "l2", AggSpec())
+    assert preset_name(torch_ours) == "ours"
+    assert preset_name(MethodSpec(gen=GenSpec("kmeans", 5))) == "custom"
+
+
+def test_from_dict_rejects_unknown_keys():
+    with pytest.raises(ConfigError, match="unknown gen keys"):
+        MethodSpec.from_dict({"gen": {"name": "mean", "kk": 3}})
+    spec = MethodSpec.from_dict({"norm": {"pre": "none", "post": "l2", "inf": "l2"}, "gen": {"name": "fps", "k": 3}})
+    assert spec.gen == GenSpec("fps", 3) and spec.norm_pre == "none"
+    assert MethodSpec.from_dict(spec.to_dict()) == spec
