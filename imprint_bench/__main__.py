@@ -92,6 +92,7 @@ def _report(cfg: DictConfig) -> None:
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
     """Dispatch on ``mode``. Bad input ends a single run with a one-line error (exit code 2)."""
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     try:
         check_choice("mode", cfg.mode, MODES)
         {"run": _run, "plan": _plan, "extract": _extract, "collect": _collect, "report": _report}[cfg.mode](cfg)

@@ -34,6 +34,10 @@ log = logging.getLogger(__name__)
 #: Shared by every job of this process (Hydra's basic launcher runs jobs sequentially in-process).
 PROXY_CACHE = ProxyCache()
 
+#: Metric columns of a failed run (present so every part file has the same schema).
+FAILED_METRICS = {"acc": float("nan"), "macro_f1": float("nan"), "balanced_acc": float("nan"), "per_class_f1": [],
+                  "gen_s": float("nan"), "infer_s": float("nan"), "n_proxies": 0}
+
 #: Dataset/backbone fields that do not change the numbers and so stay out of run hashes.
 NON_SEMANTIC_KEYS = ("download", "num_workers", "batch_size")
 
@@ -183,7 +187,7 @@ def run_job(cfg: DictConfig, tracker: Any = None) -> JobSummary:
         **(_nc1_columns(task, bool(cfg.nc1)) if pending else {}),
     }
     m_needed = _largest_m_per_group(specs)
-    writer = store.writer(cell.hash)
+    writer = store.writer(cell.hash, flush_every=int(cfg.flush_every))
     try:
         for spec, run_hash in tqdm(pending, desc=cell.describe(), unit="run", leave=False, disable=len(pending) < 2):
             row = {**base_row, "run_hash": run_hash, "method": preset_name(spec, cell.shots), **spec.to_flat()}
@@ -193,7 +197,7 @@ def run_job(cfg: DictConfig, tracker: Any = None) -> JobSummary:
                 row.update(workspace.evaluate(spec, m_needed.get(_agg_group(spec))), status="ok", error="")
                 summary.ok += 1
             except Exception as err:  # one failed configuration must not stop the sweep
-                row.update(status="failed", error=f"{type(err).__name__}: {err}")
+                row.update(FAILED_METRICS, status="failed", error=f"{type(err).__name__}: {err}")
                 summary.failed += 1
                 summary.failures.append(f"{spec.to_flat()}: {row['error']}")
                 log.debug("run failed:\n%s", traceback.format_exc())

@@ -65,7 +65,6 @@ class WandbTracker(NullTracker):
             dir=str(Path(cfg.paths.output_dir)),
             mode=node.get("mode") or os.environ.get("WANDB_MODE") or "online",
             config=OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False),
-            settings=wandb.Settings(start_method="thread"),
             reinit="finish_previous",
         )
 

@@ -91,26 +91,39 @@ def generate_class_proxies(
     return [o for o in out if o is not None]
 
 
-def least_squares_weights(groups: list[torch.Tensor], lam: float) -> torch.Tensor:
+def gram_matrix(x: torch.Tensor) -> torch.Tensor:
+    """XᵀX (float32 product, float64 result): per-class pieces of the LS system, summable across classes."""
+    return (x.T @ x).to(torch.float64)
+
+
+def least_squares_weights(groups: list[torch.Tensor], lam: float, gram: torch.Tensor | None = None) -> torch.Tensor:
     """Ridge least-squares weights, one row per group (spec §4.2):
     W = (1/G) · Mᵀ (Σ_T + μ_G μ_Gᵀ + λI)⁻¹ = (1/G) · Mᵀ (XᵀX/N + λI)⁻¹, M = group means.
-    Solved in float64 (the reference inverts in float32)."""
-    x = torch.cat(groups).to(torch.float64)
-    d = x.shape[1]
-    gram = x.T @ x / x.shape[0] + lam * torch.eye(d, dtype=x.dtype, device=x.device)
+    ``gram`` (XᵀX over all groups' rows) may be passed in when cached. Solved in float64 (the
+    reference inverts in float32)."""
+    n = sum(int(g.shape[0]) for g in groups)
+    gram = gram if gram is not None else sum(gram_matrix(g) for g in groups)
+    d = gram.shape[0]
+    system = gram / n + lam * torch.eye(d, dtype=torch.float64, device=gram.device)
     means = torch.stack([g.to(torch.float64).mean(0) for g in groups], dim=1)  # [d, G]
-    w = torch.linalg.solve(gram, means).T / len(groups)
+    w = torch.linalg.solve(system, means).T / len(groups)
     return w.to(groups[0].dtype)
 
 
 def generate_task_proxies(
-    xs: list[torch.Tensor], labels: list[int], spec: GenSpec, seed: int, lam: float
+    xs: list[torch.Tensor],
+    labels: list[int],
+    spec: GenSpec,
+    seed: int,
+    lam: float,
+    grams: list[torch.Tensor] | None = None,
 ) -> list[torch.Tensor]:
     """``ls``: one LS weight per class. ``kls``: k-means splits each class into k pseudo-classes, LS is
     solved over all pseudo-classes, and each class keeps its k rows. As in the reference, a class with
-    fewer than k samples (or k=-1) keeps its raw samples and is left out of the LS system."""
+    fewer than k samples (or k=-1) keeps its raw samples and is left out of the LS system.
+    ``grams`` are optional cached per-class XᵀX (pseudo-classes partition a class, so they add up)."""
     if spec.name == "ls" or spec.k == 1:
-        return list(torch.split(least_squares_weights(xs, lam), 1))
+        return list(torch.split(least_squares_weights(xs, lam, sum(grams) if grams else None), 1))
     solved = [i for i, x in enumerate(xs) if not _takes_all(x, spec)]
     seeds = [derive_seed(seed, "kmeans", labels[i]) for i in solved]
     centers = kmeans([xs[i] for i in solved], spec.k, seeds, spec.backend, spec.kmeans_iters)
@@ -118,7 +131,8 @@ def generate_task_proxies(
     for i, c in zip(solved, centers, strict=True):
         assign = torch.cdist(xs[i], c).argmin(1)
         groups.extend(xs[i][assign == j] if bool((assign == j).any()) else c[j : j + 1] for j in range(spec.k))
-    weights = torch.split(least_squares_weights(groups, lam), spec.k) if groups else []
+    gram = sum(grams[i] for i in solved) if grams and solved else None
+    weights = torch.split(least_squares_weights(groups, lam, gram), spec.k) if groups else []
     out = list(xs)
     for i, w in zip(solved, weights, strict=True):
         out[i] = w

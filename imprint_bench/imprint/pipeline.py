@@ -18,7 +18,7 @@ import torch
 from imprint_bench.data.tasks import Task
 from imprint_bench.errors import ConfigError
 from imprint_bench.imprint.aggregate import max_scores, nearest_proxies, vote_scores
-from imprint_bench.imprint.generate import generate_class_proxies, generate_task_proxies
+from imprint_bench.imprint.generate import generate_class_proxies, generate_task_proxies, gram_matrix
 from imprint_bench.imprint.head import ImprintedHead
 from imprint_bench.imprint.metrics import classification_metrics
 from imprint_bench.imprint.normalize import normalize_features, normalize_proxies
@@ -116,7 +116,7 @@ class Workspace:
             if hit is None:
                 lam = spec.gen.lam if spec.gen.lam is not None else self.lam
                 start = time.perf_counter()
-                blocks = generate_task_proxies(xs, labels, spec.gen, self.seed, lam)
+                blocks = generate_task_proxies(xs, labels, spec.gen, self.seed, lam, self._grams(spec, key, xs))
                 hit = (torch.cat(blocks), time.perf_counter() - start)
                 self.proxy_cache.put((*key, "task"), *hit)
             return list(torch.split(hit[0], _joint_block_sizes(spec, xs))), hit[1]
@@ -130,6 +130,18 @@ class Workspace:
                 found[labels[i]] = (block, share)
                 self.proxy_cache.put((*key, labels[i]), block, share)
         return [found[label][0] for label in labels], sum(found[label][1] for label in labels)
+
+    def _grams(self, spec: MethodSpec, key: tuple, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Per-class XᵀX of the NORMpre'd data, cached like proxies (shared by ls/kls across tasks and seeds)."""
+        base = (key[0], spec.norm_pre, self.task.shots, key[5] if spec.norm_pre == "cl2n" else None, "gram")
+        grams = []
+        for label, x in zip(self.task.labels, xs, strict=True):
+            hit = self.proxy_cache.get((*base, label))
+            if hit is None:
+                hit = (gram_matrix(x), 0.0)
+                self.proxy_cache.put((*base, label), *hit)
+            grams.append(hit[0])
+        return grams
 
     def head(self, spec: MethodSpec) -> ImprintedHead:
         """The imprinted head for ``spec`` (GEN → NORMpost), ready for inference."""

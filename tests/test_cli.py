@@ -1,0 +1,82 @@
+"""The imprint-bench entry point end to end (subprocesses): rows written, failures recorded, resume, errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from imprint_bench.results import collect
+
+ROOT = Path(__file__).resolve().parent.parent
+COLUMNS = ["backbone", "dataset", "task", "seed", "norm_pre", "gen", "k", "norm_post", "norm_inf", "agg", "m",
+           "distance", "weighting", "acc", "macro_f1", "balanced_acc", "per_class_f1", "gen_s", "infer_s",
+           "n_proxies", "run_hash", "status", "error", "method", "nc1", "nc1_ref"]
+
+
+def run_cli(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "IMPRINT_BENCH_ROOT": str(tmp_path), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    return subprocess.run([sys.executable, "-m", "imprint_bench", *overrides], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def results(tmp_path: Path, experiment: str = "adhoc") -> pd.DataFrame:
+    return pd.read_parquet(tmp_path / "outputs" / "results" / experiment / "results.parquet")
+
+
+def test_features_run_writes_the_expected_row_and_resumes(tmp_path, npz_file):
+    args = ("dataset=features", f"dataset.path={npz_file}", "method=ours", "task=even", "seed=123987")
+    first = run_cli(tmp_path, *args)
+    assert first.returncode == 0, first.stderr
+    df = results(tmp_path)
+    assert len(df) == 1 and set(COLUMNS) <= set(df.columns)
+    row = df.iloc[0]
+    assert (row.dataset, row.task, row.seed, row.method, row.gen, row.k, row.status) == (
+        "features", "even", 123987, "ours", "kmeans", 20, "ok")
+    assert row.backbone == "precomputed" and row.n_classes == 5 and len(row.per_class_f1) == 5
+    assert 90 < row.acc <= 100 and row.error == ""
+    again = run_cli(tmp_path, *args)
+    assert again.returncode == 0 and "0 ok, 0 failed, 1 skipped" in again.stdout + again.stderr
+    assert len(results(tmp_path)) == 1
+
+
+def test_stage_overrides_and_grid(tmp_path, npz_file):
+    out = run_cli(tmp_path, "dataset=features", f"dataset.path={npz_file}", "gen=kmeans", "gen.k=5", "agg=mnn",
+                  "agg.m=3", "task=short", "grid={agg.weighting:[uniform,distance]}")
+    assert out.returncode == 0, out.stderr
+    df = results(tmp_path)
+    assert sorted(df.weighting) == ["distance", "uniform"] and set(df.k) == {5} and set(df.m) == {3}
+
+
+def test_a_failing_run_records_a_failed_row(tmp_path, npz_file):
+    # one class → one proxy in total: a Mahalanobis covariance cannot be estimated
+    out = run_cli(tmp_path, "dataset=features", f"dataset.path={npz_file}", "task.name=one", "task.classes=[3]",
+                  "gen=mean", "norm=none", "agg=mnn", "agg.distance=mahalanobis")
+    assert out.returncode == 0, out.stderr
+    row = results(tmp_path).iloc[0]
+    assert row.status == "failed" and "at least 2 proxies" in row.error and pd.isna(row.acc)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("gen=kmeanz", "Could not find 'gen/kmeanz'"),
+        ("gen.k=0", "gen.k must be a positive integer or -1"),
+        ("agg.m=0", "agg.m must be an integer >= 1"),
+        ("norm.inf=none", "requires NORMinf"),
+        ("dataset.path=/nonexistent.npz", "does not exist"),
+    ],
+)
+def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, npz_file, override, message):
+    args = ["dataset=features", f"dataset.path={npz_file}", "method=ours"]
+    if override.startswith("agg.m"):
+        args.append("agg=mnn")
+    out = run_cli(tmp_path, *args, override)
+    assert out.returncode != 0
+    assert message in out.stderr + out.stdout
+    assert not (tmp_path / "outputs" / "results" / "adhoc" / "runs").exists() or collect(
+        tmp_path / "outputs" / "results" / "adhoc", write=False).table.empty

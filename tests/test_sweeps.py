@@ -1,0 +1,91 @@
+"""Real Hydra multiruns (basic, joblib, submitit_local), plan mode, resume after SIGKILL, W&B offline."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SWEEP = ("-m", "dataset=synthetic", "dataset.n_train_per_class=60", "dataset.n_test_per_class=30", "dataset.dim=16",
+         "task=all,even", "seed=1,2", "nc1=false", "grid={method:[qi,ours]}")
+KEY = ["backbone", "dataset", "task", "seed", "method"]
+
+pytestmark = pytest.mark.slow
+
+
+def cli(root: Path, *args: str, env: dict | None = None, **kw) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "IMPRINT_BENCH_ROOT": str(root), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled",
+                **(env or {})}
+    return subprocess.run([sys.executable, "-m", "imprint_bench", *args], cwd=ROOT, env=full_env,
+                          capture_output=True, text=True, timeout=600, **kw)
+
+
+def table(root: Path, experiment: str = "adhoc") -> pd.DataFrame:
+    df = pd.read_parquet(root / "outputs" / "results" / experiment / "results.parquet")
+    return df.sort_values(KEY).reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def basic_table(tmp_path_factory) -> pd.DataFrame:
+    root = tmp_path_factory.mktemp("basic")
+    out = cli(root, *SWEEP)
+    assert out.returncode == 0, out.stderr
+    assert "sweep finished: 4 jobs reported, 8 runs done, 0 skipped, 0 failed" in out.stdout
+    return table(root)
+
+
+@pytest.mark.parametrize("launcher", [
+    ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2"),
+    ("hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"),
+])
+def test_parallel_launchers_match_the_basic_launcher(tmp_path, basic_table, launcher):
+    out = cli(tmp_path, *SWEEP, *launcher)
+    assert out.returncode == 0, out.stderr
+    got = table(tmp_path)
+    assert len(got) == len(basic_table) == 8 and set(got.status) == {"ok"}
+    pd.testing.assert_frame_equal(got[[*KEY, "acc", "macro_f1", "run_hash"]],
+                                  basic_table[[*KEY, "acc", "macro_f1", "run_hash"]])
+
+
+def test_plan_counts_without_running(tmp_path):
+    out = cli(tmp_path, *SWEEP, "mode=plan")
+    assert out.returncode == 0, out.stderr
+    assert "plan: 4 jobs, 8 runs" in out.stdout
+    assert not (tmp_path / "outputs" / "results").exists()
+
+
+def test_resume_after_sigkill_loses_only_runs_in_flight(tmp_path):
+    args = ("dataset=synthetic", "dataset.dim=16", "nc1=false", "flush_every=3", "experiment_name=killed",
+            "grid={gen.name:[kmeans,kmedoids,fps,random],gen.k:[1,2,3,4,5,6,7,8,9,10]}")
+    env = {**os.environ, "IMPRINT_BENCH_ROOT": str(tmp_path), "WANDB_MODE": "disabled"}
+    runs = tmp_path / "outputs" / "results" / "killed" / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "imprint_bench", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(runs.glob("*/*.parquet"))) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = sum(len(pd.read_parquet(p)) for p in runs.glob("*/*.parquet"))  # every file is readable
+    assert 0 < written < 40
+    out = cli(tmp_path, *args)
+    assert out.returncode == 0, out.stderr
+    assert f"{written} skipped" in out.stdout + out.stderr
+    df = table(tmp_path, "killed")
+    assert len(df) == 40 and df.run_hash.is_unique and set(df.status) == {"ok"}
+    assert not list(runs.glob("*/.*.tmp"))
+
+
+def test_wandb_offline_writes_run_files(tmp_path):
+    out = cli(tmp_path, "dataset=synthetic", "dataset.dim=8", "nc1=false", "method=qi", "tracker=wandb",
+              env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
+    assert out.returncode == 0, out.stderr
+    runs = list((tmp_path / "outputs" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
