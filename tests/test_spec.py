@@ -29,6 +29,7 @@ def test_canonical_applies_reference_rules():
     mean = MethodSpec(gen=GenSpec("mean", 20, backend="torch")).canonical()
     assert mean.gen == GenSpec("mean", 1)  # k and backend are irrelevant for mean
     assert MethodSpec(gen=GenSpec("all", 5)).canonical().gen.k == -1
+    assert MethodSpec(gen=GenSpec("kmeans", -1)).canonical().gen == GenSpec("all", -1)
     assert MethodSpec(gen=GenSpec("kls", 1)).canonical().gen.name == "ls"
     max_euclid = MethodSpec(agg=AggSpec("max", -1, "euclidean", "distance")).canonical()
     assert max_euclid.agg == AggSpec("mnn", 1, "euclidean", "uniform")  # max + distance ≡ 1-NN

@@ -103,7 +103,8 @@ class MethodSpec:
         - max aggregation: distance inner_product uses the max rule; any other distance means 1-NN by
           that distance (reference behaviour), so it becomes ``mnn`` with m=1.
         - mnn with m=1: weighting cannot matter, so it is fixed to ``uniform``.
-        - mean and ls have exactly one proxy (k=1); all has k=-1; kls with k=1 is ls.
+        - mean and ls have exactly one proxy (k=1); all has k=-1; kls with k=1 is ls; any other
+          method with k=-1 keeps every sample, i.e. is ``all``.
         - k-means backend and iterations only matter for kmeans/kls; λ only for ls/kls.
         - few-shot: with n shots per class and k > n, k becomes n (spec rule 11).
         """
@@ -115,6 +116,8 @@ class MethodSpec:
         name, k = gen.name, gen.k
         if name == "kls" and k == 1:
             name = "ls"
+        if k == -1 and name not in ("mean", "ls"):  # k = -1 returns every sample (spec §4.2 rule 1)
+            name = "all"
         if name in ("mean", "ls"):
             k = 1
         elif name == "all":
