@@ -1,0 +1,276 @@
+"""Reading, validating and labelling the results table (one row per evaluated configuration)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from imprint_bench.errors import ConfigError
+from imprint_bench.imprint.spec import PRESETS
+
+#: A group / voter / block of the rank statistics.
+GROUP_COLS = ["backbone", "dataset", "mapping", "task"]
+#: The stage columns that identify one configuration (plus the few-shot value).
+CONFIG_COLS = ["norm_pre", "gen", "k", "norm_post", "norm_inf", "agg", "m", "distance", "weighting", "shots"]
+#: Columns without which no report can be made.
+REQUIRED_COLUMNS = [
+    "backbone",
+    "dataset",
+    "task",
+    "seed",
+    "method",
+    "norm_pre",
+    "gen",
+    "k",
+    "norm_post",
+    "norm_inf",
+    "agg",
+    "m",
+    "distance",
+    "weighting",
+    "acc",
+]
+#: Optional columns and the value assumed when a table lacks them.
+OPTIONAL_DEFAULTS: dict[str, object] = {
+    "run_hash": "",
+    "experiment": "",
+    "mapping": "none",
+    "shots": -1,
+    "status": "ok",
+    "error": "",
+    "macro_f1": np.nan,
+    "balanced_acc": np.nan,
+    "n_classes": np.nan,
+    "n_train": np.nan,
+    "n_test": np.nan,
+    "n_proxies": np.nan,
+    "gen_s": np.nan,
+    "infer_s": np.nan,
+    "nc1": np.nan,
+    "nc1_ref": np.nan,
+    "created_at": "",
+    "kmeans_backend": "",
+    "versions": "",
+}
+INT_COLS = ["seed", "k", "m", "shots"]
+STR_COLS = [
+    "backbone",
+    "dataset",
+    "mapping",
+    "task",
+    "method",
+    "norm_pre",
+    "gen",
+    "norm_post",
+    "norm_inf",
+    "agg",
+    "distance",
+    "weighting",
+    "status",
+    "error",
+    "experiment",
+    "run_hash",
+    "created_at",
+    "kmeans_backend",
+]
+FLOAT_COLS = [
+    "acc",
+    "macro_f1",
+    "balanced_acc",
+    "gen_s",
+    "infer_s",
+    "nc1",
+    "nc1_ref",
+    "n_classes",
+    "n_train",
+    "n_test",
+    "n_proxies",
+]
+PRESET_ORDER = list(PRESETS)  # qi, hosoda, janson, ours, oracle
+
+_D_IN_1 = re.compile(r"^(?:map)?(\d+)(?:_in_1)?-(\d+)$")
+
+
+def resolve_results_path(path: str | Path) -> Path:
+    """A results.parquet file, or a directory holding one; ConfigError if neither exists."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        cand = p / "results.parquet"
+        if not cand.is_file():
+            found = sorted(x.name for x in p.glob("*.parquet"))[:5]
+            hint = f"; parquet files there: {', '.join(found)}" if found else ""
+            raise ConfigError(
+                f"no results.parquet in directory {p}{hint} (pass the file or run imprint-bench-collect first)"
+            )
+        return cand
+    if not p.is_file():
+        raise ConfigError(f"results file not found: {p} (expected a results.parquet or a directory holding one)")
+    return p
+
+
+def load_results(path: str | Path) -> pd.DataFrame:
+    """Read and validate a results table from Parquet (or CSV, for hand-made tables)."""
+    p = resolve_results_path(path)
+    try:
+        df = pd.read_csv(p) if p.suffix.lower() == ".csv" else pd.read_parquet(p)
+    except Exception as exc:  # unreadable file: say which and why
+        raise ConfigError(f"cannot read results table {p}: {type(exc).__name__}: {exc}") from exc
+    return validate_results(df, source=str(p))
+
+
+def validate_results(df: pd.DataFrame, source: str = "<DataFrame>") -> pd.DataFrame:
+    """Check required columns, fill optional ones, fix dtypes and drop duplicate runs (latest wins)."""
+    if not isinstance(df, pd.DataFrame):
+        raise ConfigError(f"results must be a pandas DataFrame or a path, got {type(df).__name__}")
+    if len(df) == 0:
+        raise ConfigError(f"results table {source} has no rows: nothing to report (run a sweep and collect first)")
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ConfigError(
+            f"results table {source} lacks required column(s) {missing}; it has "
+            f"{sorted(map(str, df.columns))}. Required: {REQUIRED_COLUMNS}"
+        )
+    out = df.copy()
+    for col, default in OPTIONAL_DEFAULTS.items():
+        if col not in out.columns:
+            out[col] = default
+    for col in INT_COLS:
+        out[col] = pd.to_numeric(out[col], errors="coerce").fillna(-1).astype(int)
+    for col in FLOAT_COLS:
+        out[col] = pd.to_numeric(out[col], errors="coerce").astype(float)
+    for col in STR_COLS:
+        out[col] = out[col].astype(object).where(out[col].notna(), "").astype(str)
+    out.loc[out["mapping"] == "", "mapping"] = "none"
+    out.loc[out["status"] == "", "status"] = "ok"
+    return _dedupe(out)
+
+
+def _dedupe(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per run_hash, as ``collect`` does: an ok row over a failed one, then the newest; rows without
+    a hash are all kept."""
+    has = df["run_hash"] != ""
+    if not has.any() or not df.loc[has, "run_hash"].duplicated().any():
+        return df.reset_index(drop=True)
+    sub = df.loc[has].assign(_ok=df.loc[has, "status"].eq("ok"))
+    kept = sub.sort_values(["_ok", "created_at"], kind="stable").drop_duplicates("run_hash", keep="last")
+    return pd.concat([kept.drop(columns="_ok"), df.loc[~has]]).sort_index().reset_index(drop=True)
+
+
+def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Successful rows with a finite accuracy."""
+    return df[(df["status"] == "ok") & np.isfinite(df["acc"])]
+
+
+def d_in_1(mapping: str) -> tuple[int, int] | None:
+    """(d, variant) of an ImageNet "d in 1" mapping name ``map{d}-{v}`` (or ``{d}_in_1-{v}``), else None."""
+    match = _D_IN_1.match(str(mapping))
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def is_d_in_1(series: pd.Series) -> pd.Series:
+    """Boolean mask of d-in-1 mapping names."""
+    return series.astype(str).str.match(_D_IN_1.pattern)
+
+
+# ----------------------------------------------------------------------------------------------- labels
+_NORM = {"none": "none", "l2": "L2", "quantile": "quantile", "cl2n": "CL2N"}
+_GEN = {
+    "mean": "mean",
+    "all": "all",
+    "ls": "least squares",
+    "kls": "k-LS",
+    "kmeans": "k-means",
+    "kmedoids": "k-medoids",
+    "random": "k-random",
+    "fps": "k-fps",
+    "cov_max": "k-cov-max",
+    "none": "random init",
+}
+
+
+def norm_label(value: str) -> str:
+    return _NORM.get(value, value)
+
+
+def gen_label(gen: str, k: int) -> str:
+    """E.g. ``mean``, ``all``, ``k-means (k=20)``."""
+    name = _GEN.get(gen, gen)
+    if gen in ("mean", "all", "ls"):
+        return name
+    return f"{name} (k={'all' if k == -1 else k})"
+
+
+def agg_label(agg: str, m: int, distance: str, weighting: str) -> str:
+    """E.g. ``max``, ``1-NN (euclidean)``, ``5-NN (cosine, distance-weighted)``."""
+    if agg == "max" and distance in ("inner_product", ""):
+        return "max"
+    if agg == "max":
+        return f"1-NN ({distance})"
+    w = ", distance-weighted" if weighting == "distance" and m != 1 else ""
+    return f"{m}-NN ({distance}{w})"
+
+
+def config_label(row: pd.Series | dict) -> str:
+    """Short name of a custom configuration: ``L2/k-means(k=5)/L2/L2/max`` (+ ``@n=10`` for few-shot)."""
+    gen = gen_label(row["gen"], int(row["k"])).replace(" (", "(")
+    agg = agg_label(row["agg"], int(row["m"]), row["distance"], row["weighting"])
+    norms = [norm_label(row[c]) for c in ("norm_pre", "norm_post", "norm_inf")]
+    label = f"{norms[0]}/{gen}/{norms[1]}/{norms[2]}/{agg}"
+    return label + (f"@n={int(row['shots'])}" if int(row["shots"]) > 0 else "")
+
+
+def stage_columns(row: pd.Series | dict) -> dict[str, str]:
+    """The Table-1 descriptive columns of a configuration."""
+    return {
+        "NORMpre": norm_label(row["norm_pre"]),
+        "GEN": gen_label(row["gen"], int(row["k"])),
+        "NORMpost": norm_label(row["norm_post"]),
+        "NORMinf": norm_label(row["norm_inf"]),
+        "AGG": agg_label(row["agg"], int(row["m"]), row["distance"], row["weighting"]),
+    }
+
+
+def add_config_labels(df: pd.DataFrame) -> pd.DataFrame:
+    """Add ``label``: the preset name where the rows say so, else :func:`config_label`; unique per config."""
+    if df.empty:
+        return df.assign(label=pd.Series(dtype=str))
+    configs = df[[*CONFIG_COLS, "method"]].drop_duplicates(CONFIG_COLS)
+    # The preset name of a config = its most frequent method value (the runner labels rows with it).
+    method_mode = df.groupby(CONFIG_COLS, dropna=False)["method"].agg(
+        lambda s: s.mode().iloc[0] if len(s.mode()) else "custom"
+    )
+    labels: dict[tuple, str] = {}
+    used: dict[str, int] = {}
+    for _, row in configs.iterrows():
+        key = tuple(row[c] for c in CONFIG_COLS)
+        method = method_mode.loc[key] if key in method_mode.index else "custom"
+        base = method if method in PRESETS else config_label(row)
+        if method in PRESETS and int(row["shots"]) > 0:
+            base = f"{method}@n={int(row['shots'])}"
+        used[base] = used.get(base, 0) + 1
+        labels[key] = base if used[base] == 1 else f"{base}#{used[base]}"
+    keys = list(zip(*(df[c] for c in CONFIG_COLS), strict=True))
+    return df.assign(label=[labels[k] for k in keys])
+
+
+def prefer_slice(df: pd.DataFrame, cols: list[str], preferred: tuple) -> tuple[pd.DataFrame, tuple]:
+    """Rows whose ``cols`` equal ``preferred`` if any exist, else the most frequent combination."""
+    if df.empty:
+        return df, preferred
+    mask = np.logical_and.reduce([df[c] == v for c, v in zip(cols, preferred, strict=True)])
+    if mask.any():
+        return df[mask], preferred
+    combo = tuple(df.groupby(cols, dropna=False).size().idxmax())
+    mask = np.logical_and.reduce([df[c] == v for c, v in zip(cols, combo, strict=True)])
+    return df[mask], combo
+
+
+def full_data_slice(df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Rows trained on all data (shots = −1) if any, else those of the most frequent shots value."""
+    if df.empty or (df["shots"] == -1).any():
+        return df[df["shots"] == -1], -1
+    shots = int(df["shots"].value_counts().idxmax())
+    return df[df["shots"] == shots], shots
