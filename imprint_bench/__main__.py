@@ -61,18 +61,26 @@ def _plan(cfg: DictConfig) -> None:
 
 
 def _extract(cfg: DictConfig) -> None:
-    from imprint_bench.data import load_feature_set
+    """Fill the feature cache ahead of a sweep (features/synthetic datasets need no extraction)."""
+    from imprint_bench.data import FEATURE_KINDS
+    from imprint_bench.features import fill_feature_cache
     from imprint_bench.runner import resolve_device
 
-    fs = load_feature_set(cfg.dataset, cfg.backbone, cfg.extract, cfg.paths.cache_dir, cfg.paths.data_root,
-                          resolve_device(cfg.device))
-    print(f"features {fs.key}: train {tuple(fs.x_train.shape)}, test {tuple(fs.x_test.shape)} ({fs.source})")
+    if cfg.dataset.kind in FEATURE_KINDS:
+        print(f"dataset kind {cfg.dataset.kind!r} is already features; nothing to extract")
+        return
+    key = fill_feature_cache(cfg.dataset, cfg.backbone, cfg.extract, Path(cfg.paths.cache_dir),
+                             Path(cfg.paths.data_root), resolve_device(cfg.device))
+    print(f"features cached (key {key}) under {Path(cfg.paths.cache_dir) / 'features'}")
 
 
 def _collect(cfg: DictConfig) -> None:
     from imprint_bench.results import collect
+    from imprint_bench.tracking import log_collected
 
-    print(collect(experiment_dir(cfg)).describe())
+    summary = collect(experiment_dir(cfg))
+    print(summary.describe())
+    log_collected(cfg, summary.table, experiment_dir(cfg) / "report")
 
 
 def _report(cfg: DictConfig) -> None:

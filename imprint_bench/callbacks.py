@@ -72,5 +72,7 @@ class CollectOnMultirunEnd(Callback):
         print(result.describe())
         if len(result.table):
             from imprint_bench.report.tables import format_table1
+            from imprint_bench.tracking import log_collected
 
             print(format_table1(result.table))
+            log_collected(config, result.table, root / "report")

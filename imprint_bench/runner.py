@@ -106,7 +106,7 @@ def make_cell(cfg: DictConfig) -> Cell:
     identity = {"dataset": dataset, "backbone": backbone, "task": {"classes": classes, "shots": int(cfg.task.shots)},
                 "seed": int(cfg.seed)}
     return Cell(backbone_label(cfg.dataset, cfg.backbone), str(dataset.get("name")),
-                str(dataset.get("mapping", "none")), str(cfg.task.name), classes, int(cfg.task.shots), int(cfg.seed),
+                str(dataset.get("mapping") or "none"), str(cfg.task.name), classes, int(cfg.task.shots), int(cfg.seed),
                 identity)
 
 

@@ -99,3 +99,17 @@ def make_tracker(cfg: DictConfig, job_type: str, name: str | None = None) -> Nul
     if kind == "wandb":
         return WandbTracker(cfg, job_type, name)
     return NullTracker()
+
+
+def log_collected(cfg: DictConfig, table: pd.DataFrame, report_dir: Path) -> None:
+    """With tracker=wandb: one summary run holding the merged table, the report's pivot tables and plots."""
+    if cfg.tracker.name == "none" or table.empty:
+        return
+    from imprint_bench.report import build_report
+
+    tracker = make_tracker(cfg, "collect", name=f"{cfg.experiment_name}-collect")
+    try:
+        tracker.log_table("results", table)
+        build_report(table, report_dir, tracker=tracker)
+    finally:
+        tracker.finish()

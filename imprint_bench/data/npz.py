@@ -27,8 +27,9 @@ def load_npz_features(path: str | Path) -> FeatureSet:
     """Read and validate a features file; every error names the file and the problem."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise ConfigError(f"features file {path} does not exist (set dataset.path to a .npz with keys "
-                          f"{', '.join(REQUIRED_KEYS)})")
+        raise ConfigError(
+            f"features file {path} does not exist (set dataset.path to a .npz with keys {', '.join(REQUIRED_KEYS)})"
+        )
     try:
         data = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as err:
@@ -36,8 +37,10 @@ def load_npz_features(path: str | Path) -> FeatureSet:
     with data:
         missing = [k for k in REQUIRED_KEYS if k not in data.files]
         if missing:
-            raise ConfigError(f"features file {path} lacks keys {missing}; it has {data.files}, needs "
-                              f"{list(REQUIRED_KEYS)} (optional: class_names)")
+            raise ConfigError(
+                f"features file {path} lacks keys {missing}; it has {data.files}, needs "
+                f"{list(REQUIRED_KEYS)} (optional: class_names)"
+            )
         arrays = {k: data[k] for k in REQUIRED_KEYS}
         class_names = [str(c) for c in data["class_names"]] if "class_names" in data.files else []
     for split in ("train", "test"):

@@ -21,8 +21,16 @@ def make_mixture(
 ) -> FeatureSet:
     """Each class is an equal mixture of ``modes`` Gaussians (std ``noise``) with centres drawn from
     N(0, spread²·I); train and test rows are balanced and shuffled."""
-    params = dict(n_classes=n_classes, modes=modes, dim=dim, n_train_per_class=n_train_per_class,
-                  n_test_per_class=n_test_per_class, spread=spread, noise=noise, seed=seed)
+    params = dict(
+        n_classes=n_classes,
+        modes=modes,
+        dim=dim,
+        n_train_per_class=n_train_per_class,
+        n_test_per_class=n_test_per_class,
+        spread=spread,
+        noise=noise,
+        seed=seed,
+    )
     for name in ("n_classes", "modes", "dim", "n_train_per_class", "n_test_per_class"):
         if int(params[name]) < 1:
             raise ConfigError(f"synthetic dataset: {name} must be >= 1, got {params[name]}")
@@ -39,5 +47,12 @@ def make_mixture(
     x_train, y_train = draw(n_train_per_class)
     x_test, y_test = draw(n_test_per_class)
     names = [f"class_{i}" for i in range(n_classes)]
-    return FeatureSet(x_train, y_train, x_test, y_test, names, key=f"synthetic-{stable_hash(params)[:16]}",
-                      source=f"synthetic mixture {params}")
+    return FeatureSet(
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        names,
+        key=f"synthetic-{stable_hash(params)[:16]}",
+        source=f"synthetic mixture {params}",
+    )

@@ -51,9 +51,7 @@ class Task:
         return torch.cat(self.train), torch.cat(y)
 
 
-def make_task(
-    features: FeatureSet, name: str, classes: Sequence[int] | None, shots: int = -1, seed: int = 0
-) -> Task:
+def make_task(features: FeatureSet, name: str, classes: Sequence[int] | None, shots: int = -1, seed: int = 0) -> Task:
     """Restrict ``features`` to ``classes`` (None = all, in label order) and renumber them 0..C-1.
 
     With ``shots > 0`` each class keeps a random sample of ``min(shots, n)`` train rows drawn from
