@@ -122,6 +122,8 @@ def plan_job(cfg: DictConfig) -> tuple[Cell, GridPlan]:
     plan = expand_grid(method_from_cfg(cfg), grid, int(cfg.task.shots))
     if not plan.specs:
         raise ConfigError(f"the method grid has no valid configuration; pruned: {plan.pruned}")
+    if cfg.get("save_head") and len(plan.specs) != 1:
+        raise ConfigError(f"save_head needs a single configuration, but the grid has {len(plan.specs)}; drop grid=")
     return make_cell(cfg), plan
 
 
@@ -163,7 +165,7 @@ def run_job(cfg: DictConfig, tracker: Any = None) -> JobSummary:
     summary = JobSummary(cell.describe(), planned=len(plan.specs))
     hashes = [cell.run_hash(s) for s in plan.specs]
     plan_hash = stable_hash(sorted(hashes))
-    if not cfg.overwrite and store.is_complete(cell.hash, plan_hash):
+    if not cfg.overwrite and not cfg.get("save_head") and store.is_complete(cell.hash, plan_hash):
         summary.skipped = len(plan.specs)
         summary.seconds = time.perf_counter() - start
         return summary
@@ -209,10 +211,22 @@ def run_job(cfg: DictConfig, tracker: Any = None) -> JobSummary:
         writer.flush()
     if summary.failed == 0:
         store.mark_complete(cell.hash, plan_hash, len(specs))
+    if cfg.get("save_head"):
+        save_head(cfg, workspace, specs[0], cell)
     if n_degenerate:
         log.info("pruned %d mNN configurations with m > the task's number of proxies", n_degenerate)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def save_head(cfg: DictConfig, workspace: Workspace, spec: MethodSpec, cell: Cell) -> Path:
+    """Save the job's imprinted head; image datasets also store the backbone config (a usable model)."""
+    extra = {"dataset": cell.dataset, "task": cell.task, "labels": json.dumps(workspace.task.labels)}
+    if cell.identity["backbone"]:
+        extra["backbone"] = json.dumps(cell.identity["backbone"])
+    path = workspace.head(spec).to("cpu").save(Path(str(cfg.save_head)).expanduser(), extra)
+    log.info("imprinted head saved to %s", path)
+    return path
 
 
 def _agg_group(spec: MethodSpec) -> tuple:

@@ -80,12 +80,14 @@ class ImprintedHead(nn.Module):
         """Predicted class indices (ties go to the lowest index)."""
         return self.forward(x).argmax(1)
 
-    def save(self, path: str | Path) -> Path:
-        """Write the head as a .safetensors file (tensors + JSON metadata)."""
+    def save(self, path: str | Path, extra: dict[str, str] | None = None) -> Path:
+        """Write the head as a .safetensors file (tensors + JSON metadata); ``extra`` adds string metadata
+        (e.g. the backbone config, so :class:`imprint_bench.model.ImprintedClassifier` can rebuild the model)."""
         from safetensors.torch import save_file
 
         path = Path(path)
         meta = {
+            **(extra or {}),
             "norm_inf": self.norm_inf,
             "agg": json.dumps(self.agg.__dict__),
             "class_names": json.dumps(self.class_names),
@@ -100,15 +102,24 @@ class ImprintedHead(nn.Module):
         tmp.replace(path)
         return path
 
+    @staticmethod
+    def read_metadata(path: str | Path) -> dict[str, str]:
+        """The string metadata of a saved head (raises ValueError for other files)."""
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            meta = f.metadata() or {}
+        if meta.get("format") != "imprint_bench.ImprintedHead/1":
+            raise ValueError(f"{path} is not an imprint_bench head file (missing format metadata)")
+        return meta
+
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str = "cpu") -> ImprintedHead:
         """Load a head written by :meth:`save`."""
         from safetensors import safe_open
 
+        meta = cls.read_metadata(path)
         with safe_open(str(path), framework="pt", device=str(device)) as f:
-            meta = f.metadata() or {}
-            if meta.get("format") != "imprint_bench.ImprintedHead/1":
-                raise ValueError(f"{path} is not an imprint_bench head file (missing format metadata)")
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
         method = json.loads(meta["method"])
         return cls(
