@@ -89,3 +89,10 @@ def test_wandb_offline_writes_run_files(tmp_path):
     assert out.returncode == 0, out.stderr
     runs = list((tmp_path / "outputs" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
+
+
+def test_a_bad_value_in_a_sweep_fails_before_any_job(tmp_path):
+    out = cli(tmp_path, *SWEEP[:-1], "grid={method:[qi,ourz]}")
+    assert out.returncode != 0
+    assert "unknown method presets ['ourz'] in grid; valid: qi, hosoda, janson, ours, oracle" in out.stderr
+    assert not (tmp_path / "outputs" / "results").exists()
