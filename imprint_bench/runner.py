@@ -136,10 +136,12 @@ class JobSummary:
     skipped: int = 0
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
+    best: str = ""
 
     def line(self) -> str:
+        best = f"; best {self.best}" if self.best else ""
         return (f"[{self.cell}] {self.planned} runs: {self.ok} ok, {self.failed} failed, {self.skipped} skipped "
-                f"({self.seconds:.1f}s)")
+                f"({self.seconds:.1f}s){best}")
 
 
 def _nc1_columns(task: Task, enabled: bool) -> dict[str, float]:
@@ -190,6 +192,7 @@ def run_job(cfg: DictConfig, tracker: Any = None) -> JobSummary:
     }
     m_needed = _largest_m_per_group(specs)
     writer = store.writer(cell.hash, flush_every=int(cfg.flush_every))
+    best_acc = -1.0
     try:
         for spec, run_hash in tqdm(pending, desc=cell.describe(), unit="run", leave=False, disable=len(pending) < 2):
             row = {**base_row, "run_hash": run_hash, "method": preset_name(spec, cell.shots), **spec.to_flat()}
@@ -198,6 +201,9 @@ def run_job(cfg: DictConfig, tracker: Any = None) -> JobSummary:
             try:
                 row.update(workspace.evaluate(spec, m_needed.get(_agg_group(spec))), status="ok", error="")
                 summary.ok += 1
+                if row["acc"] > best_acc:
+                    best_acc = row["acc"]
+                    summary.best = f"{best_acc:.2f}% ({row['method']}: {spec.gen.name} k={spec.gen.k}, {spec.agg.name})"
             except Exception as err:  # one failed configuration must not stop the sweep
                 row.update(FAILED_METRICS, status="failed", error=f"{type(err).__name__}: {err}")
                 summary.failed += 1
