@@ -7,6 +7,8 @@ FASHION_DIR := /usr/share/datasets/fashion-mnist
 export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= disabled
 export MPLBACKEND ?= Agg
+# idle OpenMP threads sleep instead of spinning (2-core machines, parallel jobs)
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .DEFAULT_GOAL := help
 .PHONY: help install data run test test-fast lint format bench report clean clean-outputs

@@ -79,7 +79,7 @@ _memo_lock = threading.Lock()
 class ExtractSettings:
     """The ``extract`` config node."""
 
-    batch_size: int = 64
+    batch_size: int | None = None  # None = per device: small batches run fastest on CPU, large ones on CUDA
     num_workers: int = 0
     amp: bool = False
     channels_last: bool = False
@@ -88,12 +88,17 @@ class ExtractSettings:
     def from_cfg(cls, cfg: Mapping | None) -> ExtractSettings:
         values = {field: value for field, value in _plain(cfg).items() if field in cls.__dataclass_fields__}
         settings = cls(**values)
-        if settings.batch_size <= 0 or settings.num_workers < 0:
+        if (settings.batch_size is not None and settings.batch_size <= 0) or settings.num_workers < 0:
             raise ConfigError(
                 f"extract.batch_size must be > 0 and extract.num_workers >= 0, got {settings.batch_size} "
                 f"and {settings.num_workers}"
             )
         return settings
+
+    def batch_for(self, device: torch.device) -> int:
+        """The batch size on ``device``: the configured one, else 256 on CUDA and 16 on CPU (measured: on 2 CPU
+        cores efficientnet_lite0 at 224 px runs at 45 img/s with batch 16 but 28 img/s with batch 64)."""
+        return self.batch_size or (256 if device.type == "cuda" else 16)
 
 
 @dataclass
@@ -388,12 +393,13 @@ def _model_inputs(
     """
     if isinstance(part, ImageArray):
         images = part.images.to(device)
-        for start in range(0, len(images), settings.batch_size):
-            yield preprocess.batch(images[start : start + settings.batch_size])
+        step = settings.batch_for(device)
+        for start in range(0, len(images), step):
+            yield preprocess.batch(images[start : start + step])
         return
     loader = DataLoader(
         ImageFileDataset(part, preprocess),
-        batch_size=settings.batch_size,
+        batch_size=settings.batch_for(device),
         num_workers=settings.num_workers,
         pin_memory=device.type == "cuda",
         collate_fn=_stack_one_size,
