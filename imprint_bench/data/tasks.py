@@ -42,8 +42,8 @@ class Task:
         return sum(int(x.shape[0]) for x in self.train)
 
     def train_mean(self) -> torch.Tensor:
-        """Mean of all train rows of the task (the CL2N centre)."""
-        return torch.cat(self.train).mean(0)
+        """Mean of all train rows of the task (the CL2N centre), without concatenating them."""
+        return sum(x.sum(0) for x in self.train) / self.n_train
 
     def train_xy(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Train features and renumbered labels as two tensors."""

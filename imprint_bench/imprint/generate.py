@@ -27,11 +27,16 @@ def farthest_point_proxies(x: torch.Tensor, k: int, gen: torch.Generator) -> tor
     (ties to the lowest index)."""
     start = int(torch.randint(x.shape[0], (1,), generator=gen, device=gen.device))
     chosen = [start]
-    min_dist = torch.cdist(x, x[start : start + 1]).squeeze(1)
+    sq_norms = (x * x).sum(1)
+
+    def sq_dist_to(i: int) -> torch.Tensor:  # one mat-vec per step instead of a cdist call
+        return (sq_norms - 2 * (x @ x[i]) + sq_norms[i]).clamp_min_(0)
+
+    min_dist = sq_dist_to(start)
     for _ in range(k - 1):
         nxt = int(torch.argmax(min_dist))
         chosen.append(nxt)
-        min_dist = torch.minimum(min_dist, torch.cdist(x, x[nxt : nxt + 1]).squeeze(1))
+        min_dist = torch.minimum(min_dist, sq_dist_to(nxt))
     return x[chosen]
 
 

@@ -44,11 +44,21 @@ class WeightedSortedValues:
         return int(self.counts.sum()) if self.counts.numel() else 0
 
     def add(self, values: torch.Tensor, multiplicity: int = 1) -> None:
-        """Add every element of ``values`` ``multiplicity`` times."""
-        v = torch.cat([self.values, values.flatten().to(torch.float32)])
-        c = torch.cat([self.counts, torch.full((values.numel(),), multiplicity, dtype=torch.int64, device=v.device)])
-        order = torch.argsort(v, stable=True)
-        self.values, self.counts = v[order], c[order]
+        """Add every element of ``values`` ``multiplicity`` times (sort the new values, merge in O(n))."""
+        new = torch.sort(values.flatten().to(torch.float32)).values
+        new_counts = torch.full((new.numel(),), multiplicity, dtype=torch.int64, device=new.device)
+        if self.values.numel() == 0:
+            self.values, self.counts = new, new_counts
+            return
+        n = self.values.numel() + new.numel()
+        slots = torch.searchsorted(self.values, new, right=True) + torch.arange(new.numel(), device=new.device)
+        is_new = torch.zeros(n, dtype=torch.bool, device=new.device)
+        is_new[slots] = True
+        values = torch.empty(n, dtype=torch.float32, device=new.device)
+        counts = torch.empty(n, dtype=torch.int64, device=new.device)
+        values[slots], counts[slots] = new, new_counts
+        values[~is_new], counts[~is_new] = self.values, self.counts
+        self.values, self.counts = values, counts
 
     def quantiles(self, q: torch.Tensor) -> torch.Tensor:
         """``torch.quantile(expanded, q)`` with linear interpolation, computed on the compact form."""
