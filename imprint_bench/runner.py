@@ -10,9 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import platform
+import signal
+import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,13 +25,13 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
-from imprint_bench.data import backbone_label, load_feature_set
+from imprint_bench.data import FEATURE_KINDS, backbone_label, load_feature_set
 from imprint_bench.data.tasks import Task, make_task
 from imprint_bench.errors import ConfigError
 from imprint_bench.grid import GridPlan, expand_grid, prune_for_task
 from imprint_bench.imprint.pipeline import ProxyCache, Workspace
-from imprint_bench.imprint.spec import MethodSpec, preset_name, stable_hash
-from imprint_bench.results import ResultStore
+from imprint_bench.imprint.spec import JOINT_GEN, MethodSpec, preset_name, stable_hash
+from imprint_bench.results import ResultStore, RowWriter
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +42,9 @@ PROXY_CACHE = ProxyCache()
 FAILED_METRICS = {"acc": float("nan"), "macro_f1": float("nan"), "balanced_acc": float("nan"), "per_class_f1": [],
                   "gen_s": float("nan"), "infer_s": float("nan"), "n_proxies": 0}
 
-#: Dataset/backbone fields that do not change the numbers and so stay out of run hashes.
-NON_SEMANTIC_KEYS = ("download", "num_workers", "batch_size")
+#: Dataset/backbone fields that stay out of cell hashes: they do not change the numbers, or (ls_lambda) they
+#: do so through the method spec, which carries the effective λ.
+NON_SEMANTIC_KEYS = ("download", "num_workers", "batch_size", "ls_lambda")
 
 
 def resolve_device(name: str) -> torch.device:
@@ -99,9 +104,27 @@ class Cell:
         return f"{self.backbone} / {self.dataset} / {self.task}{shots} / seed={self.seed}"
 
 
+def _file_stamp(path: str) -> dict[str, Any]:
+    """Size and modification time of a file: a changed file at the same path is a new identity."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        return {"path": str(p), "missing": True}
+    st = p.stat()
+    return {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
 def make_cell(cfg: DictConfig) -> Cell:
+    """The job's cell and its identity: everything that changes its numbers except the method."""
     dataset = _semantic(cfg.dataset)
-    backbone = _semantic(cfg.backbone) if dataset.get("kind") not in ("features", "synthetic") else {}
+    backbone: dict[str, Any] = {}
+    if dataset.get("kind") in FEATURE_KINDS:
+        if dataset.get("path"):
+            dataset["file"] = _file_stamp(dataset["path"])
+    else:
+        backbone = _semantic(cfg.backbone)
+        if backbone.get("checkpoint"):
+            backbone["checkpoint_file"] = _file_stamp(backbone["checkpoint"])
+        backbone["amp"] = bool(cfg.extract.get("amp", False))  # bf16 features differ from fp32 ones
     classes = list(cfg.task.classes) if cfg.task.classes is not None else None
     identity = {"dataset": dataset, "backbone": backbone, "task": {"classes": classes, "shots": int(cfg.task.shots)},
                 "seed": int(cfg.seed)}
@@ -116,10 +139,26 @@ def method_from_cfg(cfg: DictConfig) -> MethodSpec:
     return MethodSpec.from_dict(node)
 
 
+def ridge_lambda(cfg: DictConfig) -> float:
+    """λ of ls/kls when ``gen.lam`` is unset: the backbone's ``ls_lambda`` (the weight decay of its
+    pretraining); for precomputed or synthetic features the dataset's ``ls_lambda``."""
+    node = cfg.dataset if cfg.dataset.get("kind") in FEATURE_KINDS else cfg.backbone
+    return float(node.get("ls_lambda") or 1e-4)
+
+
+def _with_lambda(spec: MethodSpec, lam: float) -> MethodSpec:
+    """Write the effective λ into ls/kls specs, so that it is part of the run hash and the row."""
+    if spec.gen.name in JOINT_GEN and spec.gen.lam is None:
+        return replace(spec, gen=replace(spec.gen, lam=lam))
+    return spec
+
+
 def plan_job(cfg: DictConfig) -> tuple[Cell, GridPlan]:
     """Validate the configuration and expand its method grid (no data is touched)."""
     grid = OmegaConf.to_container(cfg.grid, resolve=True) if cfg.grid is not None else None
     plan = expand_grid(method_from_cfg(cfg), grid, int(cfg.task.shots))
+    lam = ridge_lambda(cfg)
+    plan.specs = list(dict.fromkeys(_with_lambda(s, lam) for s in plan.specs))
     if not plan.specs:
         raise ConfigError(f"the method grid has no valid configuration; pruned: {plan.pruned}")
     if cfg.get("save_head") and len(plan.specs) != 1:
@@ -180,8 +219,8 @@ def run_job(cfg: DictConfig, tracker: Any = None) -> JobSummary:
     summary.planned = len(specs)
     pending = [(s, cell.run_hash(s)) for s in specs if cell.run_hash(s) not in done]
     summary.skipped = len(specs) - len(pending)
-    lam = float(cfg.backbone.get("ls_lambda", 1e-4)) if "backbone" in cfg else 1e-4
-    workspace = Workspace(task, cell.seed, lam, features.key, PROXY_CACHE)
+    PROXY_CACHE.retain(features.key)
+    workspace = Workspace(task, cell.seed, ridge_lambda(cfg), features.key, PROXY_CACHE)
     base_row = {
         "experiment": str(cfg.experiment_name), "backbone": cell.backbone, "dataset": cell.dataset,
         "mapping": cell.mapping, "task": cell.task, "seed": cell.seed, "shots": cell.shots,
@@ -190,39 +229,66 @@ def run_job(cfg: DictConfig, tracker: Any = None) -> JobSummary:
         "versions": json.dumps(library_versions(), sort_keys=True),
         **(_nc1_columns(task, bool(cfg.nc1)) if pending else {}),
     }
-    m_needed = _largest_m_per_group(specs)
     writer = store.writer(cell.hash, flush_every=int(cfg.flush_every))
-    best_acc = -1.0
-    try:
-        for spec, run_hash in tqdm(pending, desc=cell.describe(), unit="run", leave=False, disable=len(pending) < 2):
-            row = {**base_row, "run_hash": run_hash, "method": preset_name(spec, cell.shots), **spec.to_flat()}
-            if spec.gen.name in ("ls", "kls"):
-                row["lam"] = spec.gen.lam if spec.gen.lam is not None else lam
-            try:
-                row.update(workspace.evaluate(spec, m_needed.get(_agg_group(spec))), status="ok", error="")
-                summary.ok += 1
-                if row["acc"] > best_acc:
-                    best_acc = row["acc"]
-                    summary.best = f"{best_acc:.2f}% ({row['method']}: {spec.gen.name} k={spec.gen.k}, {spec.agg.name})"
-            except Exception as err:  # one failed configuration must not stop the sweep
-                row.update(FAILED_METRICS, status="failed", error=f"{type(err).__name__}: {err}")
-                summary.failed += 1
-                summary.failures.append(f"{spec.to_flat()}: {row['error']}")
-                log.debug("run failed:\n%s", traceback.format_exc())
-            row["created_at"] = datetime.now(UTC).isoformat(timespec="microseconds")
-            writer.add(row)
-            if tracker is not None:
-                tracker.log_row(row)
-    finally:
-        writer.flush()
+    with sigterm_as_exit():
+        try:
+            _evaluate(pending, base_row, workspace, writer, tracker, summary)
+        finally:
+            writer.flush()
     if summary.failed == 0:
         store.mark_complete(cell.hash, plan_hash, len(specs))
     if cfg.get("save_head"):
+        if summary.failed or not specs:
+            raise ConfigError(f"no head saved: the configuration {'failed' if specs else 'was pruned'} "
+                              f"({'; '.join(summary.failures) or 'm exceeds the number of proxies'})")
         save_head(cfg, workspace, specs[0], cell)
     if n_degenerate:
         log.info("pruned %d mNN configurations with m > the task's number of proxies", n_degenerate)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _evaluate(pending: list[tuple[MethodSpec, str]], base_row: dict[str, Any], workspace: Workspace,
+              writer: RowWriter, tracker: Any, summary: JobSummary) -> None:
+    """Evaluate each pending configuration into one row (ok or failed) and hand it to the writer."""
+    m_needed = _largest_m_per_group([spec for spec, _ in pending])
+    best_acc = -1.0
+    shots = int(base_row["shots"])
+    for spec, run_hash in tqdm(pending, desc=summary.cell, unit="run", leave=False, disable=len(pending) < 2):
+        row = {**base_row, "run_hash": run_hash, "method": preset_name(spec, shots), **spec.to_flat()}
+        try:
+            row.update(workspace.evaluate(spec, m_needed.get(_agg_group(spec))), status="ok", error="")
+            summary.ok += 1
+            if row["acc"] > best_acc:
+                best_acc = row["acc"]
+                summary.best = f"{best_acc:.2f}% ({row['method']}: {spec.gen.name} k={spec.gen.k}, {spec.agg.name})"
+        except Exception as err:  # one failed configuration must not stop the sweep
+            row.update(FAILED_METRICS, status="failed", error=f"{type(err).__name__}: {err}")
+            summary.failed += 1
+            summary.failures.append(f"{spec.to_flat()}: {row['error']}")
+            log.debug("run failed:\n%s", traceback.format_exc())
+        row["created_at"] = datetime.now(UTC).isoformat(timespec="microseconds")
+        writer.add(row)
+        if tracker is not None:
+            tracker.log_row(row)
+
+
+@contextmanager
+def sigterm_as_exit() -> Iterator[None]:
+    """SLURM (scancel, time limit) and process pools stop jobs with SIGTERM: raise SystemExit instead, so
+    ``finally`` blocks flush the rows already computed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _exit(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, _exit)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def save_head(cfg: DictConfig, workspace: Workspace, spec: MethodSpec, cell: Cell) -> Path:

@@ -38,3 +38,23 @@ def test_paper_grid_sizes(compose_cfg):
 def test_unknown_group_option_lists_choices(compose_cfg):
     with pytest.raises(ConfigCompositionException, match="Could not find 'backbone/resnet19'"):
         compose_cfg("backbone=resnet19")
+
+
+def test_run_hash_follows_what_changes_the_numbers(compose_cfg, npz_file):
+    def oracle_hash(*overrides):
+        cell, plan = plan_job(compose_cfg("dataset=features", f"dataset.path={npz_file}", "method=oracle", *overrides))
+        return cell.run_hash(plan.specs[0]), plan.specs[0].gen.lam
+
+    base, lam = oracle_hash()
+    assert lam == 1e-4  # the dataset's ls_lambda: a backbone config does not apply to precomputed features
+    assert oracle_hash("backbone=vit_b_16")[0] == base
+    assert oracle_hash("dataset.ls_lambda=0.1")[0] != base
+    assert oracle_hash("gen.lam=0.1")[0] == oracle_hash("dataset.ls_lambda=0.1")[0]  # same λ, same run
+    npz_file.touch()
+    import os
+
+    os.utime(npz_file, ns=(1, 1))
+    assert oracle_hash()[0] != base  # a changed file is a new identity
+    image = plan_job(compose_cfg("dataset=mnist5k", "backbone=resnet18", "method=qi"))[0]
+    amp = plan_job(compose_cfg("dataset=mnist5k", "backbone=resnet18", "method=qi", "extract.amp=true"))[0]
+    assert image.hash != amp.hash

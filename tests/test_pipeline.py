@@ -74,3 +74,32 @@ def test_load_rejects_foreign_files(tmp_path):
     save_file({"w": torch.zeros(2)}, str(tmp_path / "x.safetensors"))
     with pytest.raises(ValueError, match="not an imprint_bench head"):
         ImprintedHead.load(tmp_path / "x.safetensors")
+
+
+def test_few_shot_proxies_are_not_shared_across_seeds(mixture):
+    cache = ProxyCache()
+    for name in ("qi", "oracle"):
+        spec = PRESETS[name]
+        shared = [Workspace(make_task(mixture, "all", None, shots=3, seed=s), s, proxy_cache=cache).head(spec)
+                  for s in (1, 2)]
+        fresh = Workspace(make_task(mixture, "all", None, shots=3, seed=2), 2).head(spec)
+        assert torch.equal(shared[1].proxies, fresh.proxies)
+        assert not torch.equal(shared[0].proxies, shared[1].proxies)
+    kls = MethodSpec("none", GenSpec("kls", 2), "none", "none", AggSpec())
+    Workspace(make_task(mixture, "all", None, shots=4, seed=1), 1, proxy_cache=cache).head(kls)
+    shared = Workspace(make_task(mixture, "all", None, shots=4, seed=2), 2, proxy_cache=cache).head(kls)
+    fresh = Workspace(make_task(mixture, "all", None, shots=4, seed=2), 2).head(kls)
+    assert torch.allclose(shared.proxies, fresh.proxies)
+
+
+def test_retain_drops_other_feature_sets(mixture):
+    cache = ProxyCache()
+    Workspace(make_task(mixture, "all", None), 1, proxy_cache=cache, feature_key="a").head(PRESETS["qi"])
+    Workspace(make_task(mixture, "all", None), 1, proxy_cache=cache, feature_key="b").head(PRESETS["qi"])
+    cache.retain("b")
+    assert cache._items and all(k[0] == "b" for k in cache._items)
+
+
+def test_fit_canonicalises_the_method(mixture):
+    head = ImprintedHead.fit(mixture.x_train, mixture.y_train, MethodSpec(gen=GenSpec("mean", 500)))
+    assert head.n_proxies == 10  # mean ignores k (a k above the class size must not mean "all samples")

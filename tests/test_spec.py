@@ -36,6 +36,7 @@ def test_canonical_applies_reference_rules():
     assert MethodSpec(agg=AggSpec("mnn", 1, "cosine", "distance")).canonical().agg.weighting == "uniform"
     assert MethodSpec(gen=GenSpec("kmeans", 20)).canonical(shots=5).gen.k == 5  # few-shot: k := n
     assert MethodSpec(gen=GenSpec("kmeans", 3)).canonical(shots=5).gen.k == 3
+    assert MethodSpec(gen=GenSpec("kls", 5)).canonical(shots=1).gen == GenSpec("ls", 1)  # clip first, then kls→ls
 
 
 def test_hash_is_deterministic_and_sensitive():

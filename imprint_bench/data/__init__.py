@@ -34,7 +34,7 @@ def load_feature_set(
     if kind == "features":
         return load_npz_features(ds["path"]).to(device)
     if kind == "synthetic":
-        params = {k: v for k, v in ds.items() if k not in ("kind", "name", "backbone")}
+        params = {k: v for k, v in ds.items() if k not in ("kind", "name", "backbone", "ls_lambda")}
         return make_mixture(**params).to(device)
     from imprint_bench.features import extract_feature_set
 

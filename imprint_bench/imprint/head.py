@@ -59,7 +59,7 @@ class ImprintedHead(nn.Module):
         from imprint_bench.data.tasks import make_task
         from imprint_bench.imprint.pipeline import Workspace, resolve_method
 
-        spec = resolve_method(method)
+        spec = resolve_method(method).canonical()
         features = FeatureSet(x, y, x[:1], y[:1], list(class_names or []), source="ImprintedHead.fit")
         task = make_task(features, "fit", None)
         if class_names:

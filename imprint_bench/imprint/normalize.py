@@ -6,8 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from imprint_bench.errors import check_choice
-
-FEATURE_NORMS = ("none", "l2", "cl2n")
+from imprint_bench.imprint.spec import NORM_POST, NORM_PRE
 
 
 def normalize_features(x: torch.Tensor, kind: str, center: torch.Tensor | None = None) -> torch.Tensor:
@@ -18,7 +17,7 @@ def normalize_features(x: torch.Tensor, kind: str, center: torch.Tensor | None =
       rows into NaN; we keep them zero. Deliberate difference.)
     - ``cl2n``: subtract ``center`` (the task's train mean, SimpleShot) then L2.
     """
-    check_choice("feature normalisation", kind, FEATURE_NORMS)
+    check_choice("feature normalisation", kind, NORM_PRE)
     if kind == "none":
         return x
     if kind == "cl2n":
@@ -111,7 +110,7 @@ def quantile_normalize_classes(proxies: list[torch.Tensor]) -> list[torch.Tensor
 
 def normalize_proxies(proxies: list[torch.Tensor], kind: str) -> list[torch.Tensor]:
     """NORMpost on per-class proxy blocks, in task order."""
-    check_choice("NORMpost", kind, ("none", "l2", "quantile"))
+    check_choice("NORMpost", kind, NORM_POST)
     if kind == "none":
         return list(proxies)
     if kind == "l2":

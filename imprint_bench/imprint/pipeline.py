@@ -22,7 +22,7 @@ from imprint_bench.imprint.generate import generate_class_proxies, generate_task
 from imprint_bench.imprint.head import ImprintedHead
 from imprint_bench.imprint.metrics import classification_metrics
 from imprint_bench.imprint.normalize import normalize_features, normalize_proxies
-from imprint_bench.imprint.spec import PER_CLASS_GEN, PRESETS, SEEDED_GEN, MethodSpec
+from imprint_bench.imprint.spec import JOINT_GEN, PER_CLASS_GEN, PRESETS, SEEDED_GEN, MethodSpec
 
 
 def resolve_method(method: MethodSpec | str) -> MethodSpec:
@@ -59,6 +59,12 @@ class ProxyCache:
         self.hits += 1
         self._items.move_to_end(key)
         return item
+
+    def retain(self, feature_key: str) -> None:
+        """Drop every entry of other feature sets (keys start with the feature key): a new job's features
+        cannot use them, and they would hold memory (on the GPU too) for the rest of the process."""
+        for key in [k for k in self._items if k[0] != feature_key]:
+            del self._items[key]
 
     def put(self, key: tuple, proxies: torch.Tensor, seconds: float) -> None:
         self._items[key] = (proxies, seconds)
@@ -100,10 +106,11 @@ class Workspace:
 
     def _gen_key(self, spec: MethodSpec) -> tuple:
         gen = spec.gen
-        seed = self.seed if gen.name in SEEDED_GEN else None
+        # few-shot samples depend on the seed, so then every method's proxies do
+        seed = self.seed if gen.name in SEEDED_GEN or self.task.shots > 0 else None
         # cl2n centres on the task mean, so its data (and proxies) depend on the task's classes
         scope = tuple(self.task.labels) if spec.norm_pre == "cl2n" or gen.name not in PER_CLASS_GEN else None
-        lam = (gen.lam if gen.lam is not None else self.lam) if gen.name in ("ls", "kls") else None
+        lam = (gen.lam if gen.lam is not None else self.lam) if gen.name in JOINT_GEN else None
         return (self.feature_key, spec.norm_pre, astuple(gen), seed, self.task.shots, scope, lam)
 
     def proxies(self, spec: MethodSpec) -> tuple[list[torch.Tensor], float]:
@@ -133,7 +140,9 @@ class Workspace:
 
     def _grams(self, spec: MethodSpec, key: tuple, xs: list[torch.Tensor]) -> list[torch.Tensor]:
         """Per-class XᵀX of the NORMpre'd data, cached like proxies (shared by ls/kls across tasks and seeds)."""
-        base = (key[0], spec.norm_pre, self.task.shots, key[5] if spec.norm_pre == "cl2n" else None, "gram")
+        sample_seed = self.seed if self.task.shots > 0 else None  # few-shot rows depend on the seed
+        base = (key[0], spec.norm_pre, self.task.shots, sample_seed, key[5] if spec.norm_pre == "cl2n" else None,
+                "gram")
         grams = []
         for label, x in zip(self.task.labels, xs, strict=True):
             hit = self.proxy_cache.get((*base, label))

@@ -26,6 +26,8 @@ WEIGHTINGS = ("uniform", "distance")
 PER_CLASS_GEN = ("all", "mean", "random", "kmeans", "kmedoids", "fps", "cov_max", "none")
 #: Methods whose result depends on the run seed.
 SEEDED_GEN = ("random", "kmeans", "fps", "none", "kls")
+#: Methods solved jointly over a task's classes (least squares), with a ridge λ.
+JOINT_GEN = ("ls", "kls")
 #: Methods that use a k-means backend.
 KMEANS_GEN = ("kmeans", "kls")
 
@@ -106,7 +108,7 @@ class MethodSpec:
         - mean and ls have exactly one proxy (k=1); all has k=-1; kls with k=1 is ls; any other
           method with k=-1 keeps every sample, i.e. is ``all``.
         - k-means backend and iterations only matter for kmeans/kls; λ only for ls/kls.
-        - few-shot: with n shots per class and k > n, k becomes n (spec rule 11).
+        - few-shot: with n shots per class and k > n, k becomes n (spec rule 11), before the rules above.
         """
         gen, agg = self.gen, self.agg
         if agg.name == "max":
@@ -114,6 +116,8 @@ class MethodSpec:
         if agg.name == "mnn" and agg.m == 1:
             agg = replace(agg, weighting="uniform")
         name, k = gen.name, gen.k
+        if shots > 0 and k > shots:
+            k = shots
         if name == "kls" and k == 1:
             name = "ls"
         if k == -1 and name not in ("mean", "ls"):  # k = -1 returns every sample (spec §4.2 rule 1)
@@ -122,11 +126,9 @@ class MethodSpec:
             k = 1
         elif name == "all":
             k = -1
-        if shots > 0 and k > shots:
-            k = shots
         backend = gen.backend if name in KMEANS_GEN else "faiss"
         iters = gen.kmeans_iters if name in KMEANS_GEN else GenSpec.kmeans_iters
-        lam = gen.lam if name in ("ls", "kls") else None
+        lam = gen.lam if name in JOINT_GEN else None
         return replace(self, gen=GenSpec(name, k, backend, lam, iters), agg=agg)
 
     def to_flat(self) -> dict[str, Any]:

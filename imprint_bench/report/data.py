@@ -14,7 +14,8 @@ from imprint_bench.imprint.spec import PRESETS
 #: A group / voter / block of the rank statistics.
 GROUP_COLS = ["backbone", "dataset", "mapping", "task"]
 #: The stage columns that identify one configuration (plus the few-shot value).
-CONFIG_COLS = ["norm_pre", "gen", "k", "norm_post", "norm_inf", "agg", "m", "distance", "weighting", "shots"]
+CONFIG_COLS = ["norm_pre", "gen", "k", "norm_post", "norm_inf", "agg", "m", "distance", "weighting", "shots",
+               "kmeans_backend", "kmeans_iters", "lam"]
 #: Columns without which no report can be made.
 REQUIRED_COLUMNS = [
     "backbone",
@@ -53,9 +54,11 @@ OPTIONAL_DEFAULTS: dict[str, object] = {
     "nc1_ref": np.nan,
     "created_at": "",
     "kmeans_backend": "",
+    "kmeans_iters": -1,
+    "lam": -1.0,
     "versions": "",
 }
-INT_COLS = ["seed", "k", "m", "shots"]
+INT_COLS = ["seed", "k", "m", "shots", "kmeans_iters"]
 STR_COLS = [
     "backbone",
     "dataset",
@@ -143,6 +146,7 @@ def validate_results(df: pd.DataFrame, source: str = "<DataFrame>") -> pd.DataFr
         out[col] = pd.to_numeric(out[col], errors="coerce").astype(float)
     for col in STR_COLS:
         out[col] = out[col].astype(object).where(out[col].notna(), "").astype(str)
+    out["lam"] = pd.to_numeric(out["lam"], errors="coerce").fillna(-1.0)  # -1: no ridge λ (not ls/kls)
     out.loc[out["mapping"] == "", "mapping"] = "none"
     out.loc[out["status"] == "", "status"] = "ok"
     return _dedupe(out)

@@ -140,16 +140,6 @@ def wilcoxon_holm(matrix: pd.DataFrame, alpha: float = ALPHA) -> pd.DataFrame:
     return pairs
 
 
-def p_matrix(pairs: pd.DataFrame, methods: list[str], column: str = "p_holm") -> pd.DataFrame:
-    """Symmetric methods × methods matrix of a pairwise column (diagonal 1)."""
-    mat = pd.DataFrame(1.0, index=list(methods), columns=list(methods))
-    for row in pairs.itertuples(index=False):
-        v = float(getattr(row, column))
-        mat.loc[row.method_a, row.method_b] = v
-        mat.loc[row.method_b, row.method_a] = v
-    return mat
-
-
 def min_exact_wilcoxon_p(n_blocks: int) -> float:
     """Smallest two-sided exact Wilcoxon p-value achievable with n blocks (2 / 2ⁿ)."""
     return min(1.0, 2.0 ** (1 - n_blocks)) if n_blocks > 0 else 1.0
