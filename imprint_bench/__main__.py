@@ -91,7 +91,7 @@ def _report(cfg: DictConfig) -> None:
     summary = collect(experiment_dir(cfg))
     tracker = make_tracker(cfg, "report", name=f"{cfg.experiment_name}-report")
     try:
-        path = build_report(summary.table, experiment_dir(cfg) / "report", tracker=tracker)
+        path = build_report(summary.path, experiment_dir(cfg) / "report", tracker=tracker)
     finally:
         tracker.finish()
     print(f"report written to {path}")

@@ -135,6 +135,9 @@ def generate_task_proxies(
     groups: list[torch.Tensor] = []
     for i, c in zip(solved, centers, strict=True):
         assign = torch.cdist(xs[i], c).argmin(1)
+        # an (unusual) empty cluster keeps its centre as a one-row pseudo-class, so every class has k rows;
+        # that row is not part of the cached XᵀX, a negligible inconsistency in the LS system
+
         groups.extend(xs[i][assign == j] if bool((assign == j).any()) else c[j : j + 1] for j in range(spec.k))
     gram = sum(grams[i] for i in solved) if grams and solved else None
     weights = torch.split(least_squares_weights(groups, lam, gram), spec.k) if groups else []
