@@ -11,7 +11,7 @@ import pytest
 from imprint_bench.errors import ConfigError
 from imprint_bench.imprint.spec import PRESETS
 from imprint_bench.report import build_report, report_main, tables
-from imprint_bench.report.data import add_config_labels, ok_rows, validate_results
+from imprint_bench.report.data import REQUIRED_COLUMNS, add_config_labels, ok_rows, validate_results
 from imprint_bench.report.synthetic import synthetic_results
 
 ALL_FIGURES = ["table1", "cd_table1", "cd_agg", "k_sweep", "few_shot", "d_in_1", "nc1_gain"]
@@ -275,25 +275,7 @@ def test_all_rows_failed_and_minimal_columns(tmp_path: Path):
     failed = make_results({"qi": {G1: [None, None]}})
     text = build_report(failed, tmp_path / "f", strict=True).read_text()
     assert "No successful rows" in text and "Failed rows (2)" in text
-    minimal = _hand_table()[
-        [
-            "backbone",
-            "dataset",
-            "task",
-            "seed",
-            "method",
-            "norm_pre",
-            "gen",
-            "k",
-            "norm_post",
-            "norm_inf",
-            "agg",
-            "m",
-            "distance",
-            "weighting",
-            "acc",
-        ]
-    ]
+    minimal = _hand_table()[REQUIRED_COLUMNS]
     build_report(minimal, tmp_path / "m", strict=True)
     t1 = pd.read_csv(tmp_path / "m" / "tables" / "table1.csv").set_index("label")
     assert t1.loc["ours", "avg_acc"] == pytest.approx(81.5)
