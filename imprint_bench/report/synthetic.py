@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from imprint_bench.imprint.spec import PRESETS
+from imprint_bench.report.data import CONFIG_COLS
 
 _BASE = {
     ("resnet18", "MNIST"): 84.6,
@@ -211,26 +212,7 @@ def _finish(rng: np.random.Generator, row: dict) -> dict:
             acc += 0.2 if row["weighting"] == "distance" else 0.0
     n_classes = 10 if task == "all" else (3 if task == "short" else 5)
     n_train = n_classes * (shots if shots > 0 else 6000)
-    flat = {
-        c: row[c]
-        for c in (
-            "norm_pre",
-            "gen",
-            "k",
-            "norm_post",
-            "norm_inf",
-            "agg",
-            "m",
-            "distance",
-            "weighting",
-            "shots",
-            "backbone",
-            "dataset",
-            "mapping",
-            "task",
-            "seed",
-        )
-    }
+    flat = {c: row[c] for c in (*CONFIG_COLS, "backbone", "dataset", "mapping", "task", "seed")}
     run_hash = hashlib.md5(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()
     acc = float(np.clip(acc, 0.5, 99.9))
     return {
