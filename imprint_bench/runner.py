@@ -38,6 +38,11 @@ log = logging.getLogger(__name__)
 #: Shared by every job of this process (Hydra's basic launcher runs jobs sequentially in-process).
 PROXY_CACHE = ProxyCache()
 
+#: NC1 values by (feature key, task classes, shots, few-shot seed), for the same reason.
+NC1_MEMO: dict[tuple, dict[str, float]] = {}
+
+NO_NC1 = {"nc1": float("nan"), "nc1_ref": float("nan")}
+
 #: Metric columns of a failed run (present so every part file has the same schema).
 FAILED_METRICS = {"acc": float("nan"), "macro_f1": float("nan"), "balanced_acc": float("nan"), "per_class_f1": [],
                   "gen_s": float("nan"), "infer_s": float("nan"), "n_proxies": 0}
@@ -58,20 +63,15 @@ def resolve_device(name: str) -> torch.device:
 
 
 def library_versions() -> dict[str, str]:
+    """Versions recorded in every result row (k-means and GEMM results can differ between releases)."""
     import faiss
     import numpy
+    import timm
 
     import imprint_bench
 
-    versions = {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
-                "faiss": faiss.__version__, "imprint_bench": imprint_bench.__version__}
-    try:
-        import timm
-
-        versions["timm"] = timm.__version__
-    except ImportError:  # pragma: no cover - timm is a core dependency
-        pass
-    return versions
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+            "faiss": faiss.__version__, "timm": timm.__version__, "imprint_bench": imprint_bench.__version__}
 
 
 def _semantic(cfg: DictConfig | dict) -> dict:
@@ -183,19 +183,21 @@ class JobSummary:
                 f"({self.seconds:.1f}s){best}")
 
 
-def _nc1_columns(task: Task, enabled: bool) -> dict[str, float]:
-    """NC1 of the task's L2-normalised train features: textbook, and with the reference's centring."""
-    if not enabled:
-        return {"nc1": float("nan"), "nc1_ref": float("nan")}
-    from imprint_bench.report.nc import nc1
+def _nc1_columns(task: Task, feature_key: str, seed: int) -> dict[str, float]:
+    """NC1 of the task's L2-normalised train features, textbook and with the reference's centring; computed
+    once per task data in a process (it depends on the seed only through a few-shot sample)."""
+    key = (feature_key, tuple(task.labels), task.shots, seed if task.shots > 0 else None)
+    if key not in NC1_MEMO:
+        from imprint_bench.report.nc import nc1
 
-    x, y = task.train_xy()
-    x = torch.nn.functional.normalize(x, dim=1)
-    try:
-        return {"nc1": nc1(x, y), "nc1_ref": nc1(x, y, reference_centring=True)}
-    except Exception as err:  # NC1 is an annotation; never fail the runs for it
-        log.warning("NC1 could not be computed: %s", err)
-        return {"nc1": float("nan"), "nc1_ref": float("nan")}
+        x, y = task.train_xy()
+        x = torch.nn.functional.normalize(x, dim=1)
+        try:
+            NC1_MEMO[key] = {"nc1": nc1(x, y), "nc1_ref": nc1(x, y, reference_centring=True)}
+        except Exception as err:  # NC1 is an annotation; never fail the runs for it
+            log.warning("NC1 could not be computed: %s", err)
+            NC1_MEMO[key] = {"nc1": float("nan"), "nc1_ref": float("nan")}
+    return NC1_MEMO[key]
 
 
 def run_job(cfg: DictConfig, tracker: Any = None) -> JobSummary:
@@ -227,7 +229,7 @@ def run_job(cfg: DictConfig, tracker: Any = None) -> JobSummary:
         "n_classes": task.n_classes, "n_train": task.n_train, "n_test": int(task.y_test.shape[0]),
         "feature_key": features.key, "cell_hash": cell.hash, "device": str(device),
         "versions": json.dumps(library_versions(), sort_keys=True),
-        **(_nc1_columns(task, bool(cfg.nc1)) if pending else {}),
+        **(_nc1_columns(task, features.key, cell.seed) if pending and cfg.nc1 else NO_NC1),
     }
     writer = store.writer(cell.hash, flush_every=int(cfg.flush_every))
     with sigterm_as_exit():
