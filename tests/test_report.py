@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from imprint_bench.errors import ConfigError
-from imprint_bench.imprint.spec import PRESETS
+from imprint_bench.imprint.spec import PRESETS, GenSpec, MethodSpec
 from imprint_bench.report import build_report, report_main, tables
 from imprint_bench.report.data import REQUIRED_COLUMNS, add_config_labels, ok_rows, validate_results
 from imprint_bench.report.synthetic import synthetic_results
@@ -36,20 +36,7 @@ def make_results(
             name = method
         else:
             gen, k = method.split(":")
-            flat = {
-                "norm_pre": "l2",
-                "gen": gen,
-                "k": int(k),
-                "norm_post": "l2",
-                "norm_inf": "l2",
-                "agg": "max",
-                "m": -1,
-                "distance": "inner_product",
-                "weighting": "uniform",
-                "kmeans_backend": "faiss",
-                "kmeans_iters": 300,
-                "lam": None,
-            }
+            flat = MethodSpec(gen=GenSpec(gen, int(k))).to_flat()  # l2/l2/l2, max
             name = "custom"
         for (bb, ds, task), values in groups.items():
             for seed, acc in zip(seeds, values, strict=False):

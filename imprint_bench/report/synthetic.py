@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from imprint_bench.imprint.spec import PRESETS
+from imprint_bench.imprint.spec import PRESETS, GenSpec, MethodSpec
 from imprint_bench.report.data import CONFIG_COLS
 
 _BASE = {
@@ -51,17 +51,7 @@ _KEY = ("norm_pre", "gen", "k", "norm_post", "norm_inf", "agg", "m", "distance",
 
 def _row(cfg: dict, **kw: object) -> dict:
     row = {
-        "norm_pre": "l2",
-        "gen": "kmeans",
-        "k": 1,
-        "norm_post": "l2",
-        "norm_inf": "l2",
-        "agg": "max",
-        "m": -1,
-        "distance": "inner_product",
-        "weighting": "uniform",
-        "kmeans_backend": "faiss",
-        "kmeans_iters": 300,
+        **MethodSpec(gen=GenSpec("kmeans", 1)).to_flat(),  # l2/l2/l2, max
         "lam": np.nan,
         "shots": -1,
         "mapping": "none",
