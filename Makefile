@@ -42,11 +42,11 @@ test-fast: install ## Run the tests without the slow (subprocess / real-weights)
 	$(BIN)/python -m pytest -m "not slow"
 
 lint: install ## ruff check
-	$(BIN)/ruff check imprint_bench tests scripts
+	$(BIN)/ruff check imprint_bench hydra_plugins tests scripts
 
 format: install ## ruff format + fix
-	$(BIN)/ruff check --fix imprint_bench tests scripts
-	$(BIN)/ruff format imprint_bench tests scripts
+	$(BIN)/ruff check --fix imprint_bench hydra_plugins tests scripts
+	$(BIN)/ruff format imprint_bench hydra_plugins tests scripts
 
 bench: install ## Benchmark engine, k-means backends and extraction; writes outputs/bench/
 	$(BIN)/python scripts/bench.py

@@ -51,12 +51,14 @@ def _run(cfg: DictConfig) -> None:
 
 
 def _plan(cfg: DictConfig) -> None:
-    if in_multirun():
-        return  # the multirun callback prints the plan of the whole sweep once
-    from imprint_bench.runner import plan_job
+    """Print what this job would run (a multirun's plan is printed by the sweeper, which launches nothing)."""
+    from imprint_bench.plan import plan_cells
 
-    cell, plan = plan_job(cfg)
-    print(f"plan: 1 job ({cell.describe()}), {len(plan.specs)} runs "
+    planned = plan_cells(cfg)
+    for p in planned:
+        print(f"  {p.cell.describe()}: {p.n_runs} runs")
+    plan = planned[0].plan
+    print(f"plan: 1 job, {len(planned)} cells, {sum(p.n_runs for p in planned)} runs "
           f"({plan.n_combinations} combinations, {plan.n_duplicates} duplicates, pruned {plan.pruned or 'none'})")
 
 

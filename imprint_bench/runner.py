@@ -1,12 +1,14 @@
-"""A job: one cell (backbone, dataset, task, seed) evaluated against a method grid.
+"""A job: one feature set (backbone × dataset) evaluated over its cells (task × seed) and a method grid.
 
-Features come from the cache once, proxies are shared across every NORMpost/NORMinf/AGG variant
-(and across tasks within a process), finished runs are skipped by hash, and every run produces
-exactly one row: ``ok`` with metrics, or ``failed`` with the error.
+Features are loaded once per job, proxies are shared across every NORMpost/NORMinf/AGG variant, across
+tasks and (for seed-free GEN such as mean and LS) across seeds; finished runs are skipped by hash, and
+every run produces exactly one row: ``ok`` with metrics, or ``failed`` with the error. Each cell keeps
+its own folder of Parquet parts and its completion marker, whichever job evaluated it.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import platform
@@ -16,21 +18,25 @@ import time
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
-from imprint_bench.data import FEATURE_KINDS, backbone_label, load_feature_set
+from imprint_bench.data import load_feature_set
+from imprint_bench.data.base import FeatureSet
 from imprint_bench.data.tasks import Task, make_task
 from imprint_bench.errors import ConfigError
-from imprint_bench.grid import GridPlan, expand_grid, prune_for_task
+from imprint_bench.grid import prune_for_task
+from imprint_bench.imprint.nc import nc1_both
 from imprint_bench.imprint.pipeline import ProxyCache, Workspace
-from imprint_bench.imprint.spec import JOINT_GEN, MethodSpec, preset_name, stable_hash
+from imprint_bench.imprint.spec import MethodSpec, preset_name, stable_hash
+from imprint_bench.plan import Cell, describe_cells, plan_cells, ridge_lambda
 from imprint_bench.results import ResultStore, RowWriter
 
 log = logging.getLogger(__name__)
@@ -47,9 +53,9 @@ NO_NC1 = {"nc1": float("nan"), "nc1_ref": float("nan")}
 FAILED_METRICS = {"acc": float("nan"), "macro_f1": float("nan"), "balanced_acc": float("nan"), "per_class_f1": [],
                   "gen_s": float("nan"), "infer_s": float("nan"), "n_proxies": 0}
 
-#: Dataset/backbone fields that stay out of cell hashes: they do not change the numbers, or (ls_lambda) they
-#: do so through the method spec, which carries the effective λ.
-NON_SEMANTIC_KEYS = ("download", "num_workers", "batch_size", "ls_lambda")
+#: Distributions whose versions go into every row (the first installed name of each entry counts).
+VERSIONED = {"torch": ("torch",), "numpy": ("numpy",), "faiss": ("faiss-cpu", "faiss-gpu", "faiss"),
+             "timm": ("timm",), "imprint_bench": ("imprint-bench",)}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -62,108 +68,22 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def library_versions() -> dict[str, str]:
-    """Versions recorded in every result row (k-means and GEMM results can differ between releases)."""
-    import faiss
-    import numpy
-    import timm
-
-    import imprint_bench
-
-    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
-            "faiss": faiss.__version__, "timm": timm.__version__, "imprint_bench": imprint_bench.__version__}
+def _installed_version(names: tuple[str, ...]) -> str:
+    for name in names:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return "unknown"
 
 
-def _semantic(cfg: DictConfig | dict) -> dict:
-    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-    return {k: v for k, v in plain.items() if k not in NON_SEMANTIC_KEYS}
-
-
-@dataclass
-class Cell:
-    """What one job evaluates: identity fields and their hash."""
-
-    backbone: str
-    dataset: str
-    mapping: str
-    task: str
-    classes: list[int] | None
-    shots: int
-    seed: int
-    identity: dict[str, Any] = field(repr=False, default_factory=dict)
-
-    @property
-    def hash(self) -> str:
-        return stable_hash(self.identity)
-
-    def run_hash(self, spec: MethodSpec) -> str:
-        return stable_hash({"cell": self.identity, "method": spec.to_dict()})
-
-    def describe(self) -> str:
-        shots = f" shots={self.shots}" if self.shots > 0 else ""
-        return f"{self.backbone} / {self.dataset} / {self.task}{shots} / seed={self.seed}"
-
-
-def _file_stamp(path: str) -> dict[str, Any]:
-    """Size and modification time of a file: a changed file at the same path is a new identity."""
-    p = Path(path).expanduser()
-    if not p.is_file():
-        return {"path": str(p), "missing": True}
-    st = p.stat()
-    return {"path": str(p), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
-def make_cell(cfg: DictConfig) -> Cell:
-    """The job's cell and its identity: everything that changes its numbers except the method."""
-    dataset = _semantic(cfg.dataset)
-    backbone: dict[str, Any] = {}
-    if dataset.get("kind") in FEATURE_KINDS:
-        if dataset.get("path"):
-            dataset["file"] = _file_stamp(dataset["path"])
-    else:
-        backbone = _semantic(cfg.backbone)
-        if backbone.get("checkpoint"):
-            backbone["checkpoint_file"] = _file_stamp(backbone["checkpoint"])
-        backbone["amp"] = bool(cfg.extract.get("amp", False))  # bf16 features differ from fp32 ones
-    classes = list(cfg.task.classes) if cfg.task.classes is not None else None
-    identity = {"dataset": dataset, "backbone": backbone, "task": {"classes": classes, "shots": int(cfg.task.shots)},
-                "seed": int(cfg.seed)}
-    return Cell(backbone_label(cfg.dataset, cfg.backbone), str(dataset.get("name")),
-                str(dataset.get("mapping") or "none"), str(cfg.task.name), classes, int(cfg.task.shots), int(cfg.seed),
-                identity)
-
-
-def method_from_cfg(cfg: DictConfig) -> MethodSpec:
-    """The base MethodSpec from the composed ``norm``/``gen``/``agg`` nodes."""
-    node = OmegaConf.to_container(OmegaConf.masked_copy(cfg, ["norm", "gen", "agg"]), resolve=True)
-    return MethodSpec.from_dict(node)
-
-
-def ridge_lambda(cfg: DictConfig) -> float:
-    """λ of ls/kls when ``gen.lam`` is unset: the backbone's ``ls_lambda`` (the weight decay of its
-    pretraining); for precomputed or synthetic features the dataset's ``ls_lambda``."""
-    node = cfg.dataset if cfg.dataset.get("kind") in FEATURE_KINDS else cfg.backbone
-    return float(node.get("ls_lambda") or 1e-4)
-
-
-def _with_lambda(spec: MethodSpec, lam: float) -> MethodSpec:
-    """Write the effective λ into ls/kls specs, so that it is part of the run hash and the row."""
-    if spec.gen.name in JOINT_GEN and spec.gen.lam is None:
-        return replace(spec, gen=replace(spec.gen, lam=lam))
-    return spec
-
-
-def plan_job(cfg: DictConfig) -> tuple[Cell, GridPlan]:
-    """Validate the configuration and expand its method grid (no data is touched)."""
-    grid = OmegaConf.to_container(cfg.grid, resolve=True) if cfg.grid is not None else None
-    plan = expand_grid(method_from_cfg(cfg), grid, int(cfg.task.shots))
-    lam = ridge_lambda(cfg)
-    plan.specs = list(dict.fromkeys(_with_lambda(s, lam) for s in plan.specs))
-    if not plan.specs:
-        raise ConfigError(f"the method grid has no valid configuration; pruned: {plan.pruned}")
-    if cfg.get("save_head") and len(plan.specs) != 1:
-        raise ConfigError(f"save_head needs a single configuration, but the grid has {len(plan.specs)}; drop grid=")
-    return make_cell(cfg), plan
+@functools.cache
+def library_versions() -> str:
+    """Versions recorded in every result row (k-means and GEMM results can differ between releases), as
+    JSON. Read from the installed distributions' metadata, so that no library is imported for it."""
+    versions = {"python": platform.python_version()}
+    versions.update({key: _installed_version(names) for key, names in VERSIONED.items()})
+    return json.dumps(versions, sort_keys=True)
 
 
 @dataclass
@@ -176,6 +96,7 @@ class JobSummary:
     seconds: float = 0.0
     failures: list[str] = field(default_factory=list)
     best: str = ""
+    best_acc: float = -1.0
 
     def line(self) -> str:
         best = f"; best {self.best}" if self.best else ""
@@ -188,82 +109,125 @@ def _nc1_columns(task: Task, feature_key: str, seed: int) -> dict[str, float]:
     once per task data in a process (it depends on the seed only through a few-shot sample)."""
     key = (feature_key, tuple(task.labels), task.shots, seed if task.shots > 0 else None)
     if key not in NC1_MEMO:
-        from imprint_bench.report.nc import nc1
-
         x, y = task.train_xy()
         x = torch.nn.functional.normalize(x, dim=1)
         try:
-            NC1_MEMO[key] = {"nc1": nc1(x, y), "nc1_ref": nc1(x, y, reference_centring=True)}
+            textbook, reference = nc1_both(x, y)
+            NC1_MEMO[key] = {"nc1": textbook, "nc1_ref": reference}
         except Exception as err:  # NC1 is an annotation; never fail the runs for it
             log.warning("NC1 could not be computed: %s", err)
             NC1_MEMO[key] = {"nc1": float("nan"), "nc1_ref": float("nan")}
     return NC1_MEMO[key]
 
 
+class JobData:
+    """What the cells of one job share: the feature set (loaded on first use) and one Workspace per task
+    data, reused across seeds when the task does not depend on the seed (no few-shot sample)."""
+
+    def __init__(self, cfg: DictConfig, device: torch.device) -> None:
+        self.cfg = cfg
+        self.device = device
+        self._features: FeatureSet | None = None
+        self._workspaces: dict[tuple, Workspace] = {}
+
+    @property
+    def features(self) -> FeatureSet:
+        if self._features is None:
+            cfg = self.cfg
+            self._features = load_feature_set(cfg.dataset, cfg.backbone, cfg.extract, cfg.paths.cache_dir,
+                                              cfg.paths.data_root, self.device)
+            PROXY_CACHE.retain(self._features.key)
+        return self._features
+
+    def workspace(self, cell: Cell, lam: float) -> Workspace:
+        key = (cell.task, tuple(cell.classes or ()), cell.classes is None, cell.shots,
+               cell.seed if cell.shots > 0 else None, lam)
+        workspace = self._workspaces.get(key)
+        if workspace is None:
+            task = make_task(self.features, cell.task, cell.classes, cell.shots, cell.seed)
+            workspace = Workspace(task, cell.seed, lam, self.features.key, PROXY_CACHE)
+            self._workspaces[key] = workspace
+        return workspace.with_seed(cell.seed)
+
+
 def run_job(cfg: DictConfig, tracker: Any = None) -> JobSummary:
-    """Evaluate one cell against the method grid, appending rows to the experiment's ResultStore."""
+    """Evaluate every cell of the job (its own task and seed, or the sweeper's ``cells``) against the
+    method grid, appending rows to the experiment's ResultStore. Every cell is validated before any work."""
     start = time.perf_counter()
-    cell, plan = plan_job(cfg)
+    planned = plan_cells(cfg)
     store = ResultStore(Path(cfg.paths.results_dir) / cfg.experiment_name)
-    summary = JobSummary(cell.describe(), planned=len(plan.specs))
-    hashes = [cell.run_hash(s) for s in plan.specs]
-    plan_hash = stable_hash(sorted(hashes))
-    if not cfg.overwrite and not cfg.get("save_head") and store.is_complete(cell.hash, plan_hash):
-        summary.skipped = len(plan.specs)
-        summary.seconds = time.perf_counter() - start
-        return summary
-    done = set() if cfg.overwrite else store.done_hashes(cell.hash)
-    device = resolve_device(cfg.device)
-    features = load_feature_set(cfg.dataset, cfg.backbone, cfg.extract, cfg.paths.cache_dir, cfg.paths.data_root,
-                                device)
-    task = make_task(features, cell.task, cell.classes, cell.shots, cell.seed)
-    specs, n_degenerate = prune_for_task(plan.specs, task.n_classes)
-    summary.planned = len(specs)
-    pending = [(s, cell.run_hash(s)) for s in specs if cell.run_hash(s) not in done]
-    summary.skipped = len(specs) - len(pending)
-    PROXY_CACHE.retain(features.key)
-    workspace = Workspace(task, cell.seed, ridge_lambda(cfg), features.key, PROXY_CACHE)
-    base_row = {
-        "experiment": str(cfg.experiment_name), "backbone": cell.backbone, "dataset": cell.dataset,
-        "mapping": cell.mapping, "task": cell.task, "seed": cell.seed, "shots": cell.shots,
-        "n_classes": task.n_classes, "n_train": task.n_train, "n_test": int(task.y_test.shape[0]),
-        "feature_key": features.key, "cell_hash": cell.hash, "device": str(device),
-        "versions": json.dumps(library_versions(), sort_keys=True),
-        **(_nc1_columns(task, features.key, cell.seed) if pending and cfg.nc1 else NO_NC1),
-    }
-    writer = store.writer(cell.hash, flush_every=int(cfg.flush_every))
-    with sigterm_as_exit():
-        try:
-            _evaluate(pending, base_row, workspace, writer, tracker, summary)
-        finally:
-            writer.flush()
-    if summary.failed == 0:
-        store.mark_complete(cell.hash, plan_hash, len(specs))
-    if cfg.get("save_head"):
-        if summary.failed or not specs:
-            raise ConfigError(f"no head saved: the configuration {'failed' if specs else 'was pruned'} "
-                              f"({'; '.join(summary.failures) or 'm exceeds the number of proxies'})")
-        save_head(cfg, workspace, specs[0], cell)
-    if n_degenerate:
-        log.info("pruned %d mNN configurations with m > the task's number of proxies", n_degenerate)
+    summary = JobSummary(describe_cells([p.cell for p in planned]))
+    data = JobData(cfg, resolve_device(cfg.device))
+    total = sum(len(p.plan.specs) for p in planned)
+    progress = tqdm(total=total, desc=summary.cell, unit="run", leave=False,
+                    disable=True if total < 2 else None)  # None: no progress frames when not on a terminal
+    with sigterm_as_exit(), progress as bar:
+        for p in planned:
+            _run_cell(cfg, p.cell, p.plan.specs, store, data, tracker, summary, bar)
     summary.seconds = time.perf_counter() - start
     return summary
 
 
+def _run_cell(cfg: DictConfig, cell: Cell, specs: list[MethodSpec], store: ResultStore, data: JobData,
+              tracker: Any, summary: JobSummary, bar: tqdm) -> None:
+    """One cell: skip it when complete, else evaluate its pending configurations and mark it complete."""
+    plan_hash = stable_hash(sorted(cell.run_hash(s) for s in specs))
+    save = bool(cfg.get("save_head"))
+    if not cfg.overwrite and not save and store.is_complete(cell.hash, plan_hash):
+        summary.planned += len(specs)
+        summary.skipped += len(specs)
+        bar.update(len(specs))
+        return
+    done = set() if cfg.overwrite else store.done_hashes(cell.hash)
+    workspace = data.workspace(cell, ridge_lambda(cfg))
+    task = workspace.task
+    kept, n_degenerate = prune_for_task(specs, task.n_classes)
+    bar.update(n_degenerate)
+    summary.planned += len(kept)
+    pending = [(s, h) for s in kept if (h := cell.run_hash(s)) not in done]
+    summary.skipped += len(kept) - len(pending)
+    bar.update(len(kept) - len(pending))
+    features = data.features
+    base_row = {
+        "experiment": str(cfg.experiment_name), "backbone": cell.backbone, "dataset": cell.dataset,
+        "mapping": cell.mapping, "task": cell.task, "seed": cell.seed, "shots": cell.shots,
+        "n_classes": task.n_classes, "n_train": task.n_train, "n_test": int(task.y_test.shape[0]),
+        "feature_key": features.key, "cell_hash": cell.hash, "device": str(data.device),
+        "versions": library_versions(),
+        **(_nc1_columns(task, features.key, cell.seed) if pending and cfg.nc1 else NO_NC1),
+    }
+    failed_before = summary.failed
+    writer = store.writer(cell.hash, flush_every=int(cfg.flush_every))
+    try:
+        _evaluate(pending, base_row, workspace, writer, tracker, summary, bar)
+    finally:
+        writer.flush()
+    if summary.failed == failed_before:
+        store.mark_complete(cell.hash, plan_hash, len(kept))
+    if save:
+        if summary.failed or not kept:
+            raise ConfigError(f"no head saved: the configuration {'failed' if kept else 'was pruned'} "
+                              f"({'; '.join(summary.failures) or 'm exceeds the number of proxies'})")
+        save_head(cfg, workspace, kept[0], cell)
+    if n_degenerate:
+        log.info("[%s] pruned %d mNN configurations with m > the task's number of proxies", cell.describe(),
+                 n_degenerate)
+
+
 def _evaluate(pending: list[tuple[MethodSpec, str]], base_row: dict[str, Any], workspace: Workspace,
-              writer: RowWriter, tracker: Any, summary: JobSummary) -> None:
+              writer: RowWriter, tracker: Any, summary: JobSummary, bar: tqdm) -> None:
     """Evaluate each pending configuration into one row (ok or failed) and hand it to the writer."""
     m_needed = _largest_m_per_group([spec for spec, _ in pending])
-    best_acc = -1.0
     shots = int(base_row["shots"])
-    for spec, run_hash in tqdm(pending, desc=summary.cell, unit="run", leave=False, disable=len(pending) < 2):
+    for spec, run_hash in pending:
         row = {**base_row, "run_hash": run_hash, "method": preset_name(spec, shots), **spec.to_flat()}
         try:
             row.update(workspace.evaluate(spec, m_needed.get(_agg_group(spec))), status="ok", error="")
             summary.ok += 1
-            if row["acc"] > best_acc:
-                best_acc = row["acc"]
-                summary.best = f"{best_acc:.2f}% ({row['method']}: {spec.gen.name} k={spec.gen.k}, {spec.agg.name})"
+            if row["acc"] > summary.best_acc:
+                summary.best_acc = row["acc"]
+                summary.best = (f"{row['acc']:.2f}% ({row['method']}: {spec.gen.name} k={spec.gen.k}, "
+                                f"{spec.agg.name}; {base_row['task']}, seed {base_row['seed']})")
         except Exception as err:  # one failed configuration must not stop the sweep
             row.update(FAILED_METRICS, status="failed", error=f"{type(err).__name__}: {err}")
             summary.failed += 1
@@ -271,6 +235,7 @@ def _evaluate(pending: list[tuple[MethodSpec, str]], base_row: dict[str, Any], w
             log.debug("run failed:\n%s", traceback.format_exc())
         row["created_at"] = datetime.now(UTC).isoformat(timespec="microseconds")
         writer.add(row)
+        bar.update()
         if tracker is not None:
             tracker.log_row(row)
 

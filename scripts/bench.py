@@ -83,7 +83,7 @@ class Sizes:
     aggfixed_test_per_class: int
     train_sweep: tuple[tuple[int, int], ...]  # (train rows per class, dim)
     k_sweep: tuple[int, ...]
-    kmeans_dims: tuple[int, ...]
+    kmeans_shapes: tuple[tuple[int, int], ...]  # (rows per class, dim) of the k-means suite
     kmeans_k: int
     extract_images: int
     extract_images_heavy: int
@@ -101,7 +101,8 @@ FULL = Sizes(
     aggfixed_test_per_class=100,
     train_sweep=((600, 2048), (6000, 2048), (600, 256), (6000, 256), (60000, 256)),
     k_sweep=(1, 5, 20, 50),
-    kmeans_dims=(2048, 512),
+    # MNIST-sized classes, and the 1,300–6,000-row × 1,280-d feature sets of the end-to-end suite
+    kmeans_shapes=((6000, 2048), (6000, 512), (600, 1280), (130, 1280)),
     kmeans_k=20,
     extract_images=64,
     extract_images_heavy=32,
@@ -125,7 +126,7 @@ QUICK = Sizes(
     aggfixed_test_per_class=10,
     train_sweep=((20, 64), (60, 64), (200, 16)),
     k_sweep=(1, 5),
-    kmeans_dims=(64, 16),
+    kmeans_shapes=((60, 64), (60, 16)),
     kmeans_k=5,
     extract_images=4,
     extract_images_heavy=2,
@@ -445,16 +446,16 @@ def runs_on(backend: str, device: torch.device) -> str:
 def kmeans_suite(device: torch.device, sizes: Sizes, bank: FeatureBank) -> Iterator[tuple[str, Any]]:
     """The per-class k-means problems of ``ours`` (L2-normalised train rows of each class, k centroids) with
     every backend: time, and inertia relative to sklearn's per class (mean, min, max over classes)."""
-    backends = [b for b in KMEANS_BACKENDS if has_module(BACKEND_MODULES[b])]
+    backends = [b for b in KMEANS_BACKENDS if b != "auto" and has_module(BACKEND_MODULES[b])]
     seed = load_experiment("table1").seeds[0]
     rows = []
-    for dim in sizes.kmeans_dims:
-        features = bank.get(sizes.train_per_class, sizes.test_per_class, dim, device)
+    for per_class, dim in sizes.kmeans_shapes:
+        features = bank.get(per_class, sizes.test_per_class, dim, device)
         task = make_task(features, "all", None, -1, seed)
         xs = Workspace(task, seed).train_normed("l2")
         seeds = [derive_seed(seed, "kmeans", label) for label in task.labels]
         inertias: dict[str, list[float]] = {}
-        for backend in tqdm(backends, desc=f"k-means d={dim}", leave=False):
+        for backend in tqdm(backends, desc=f"k-means {per_class}×{dim}", leave=False):
             with Meter(device) as meter:
                 centers = kmeans(xs, sizes.kmeans_k, seeds, backend)
             inertias[backend] = [inertia(x, c) for x, c in zip(xs, centers, strict=True)]

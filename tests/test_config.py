@@ -4,7 +4,7 @@ import pytest
 from hydra.errors import ConfigCompositionException
 
 from imprint_bench.imprint.spec import PRESETS
-from imprint_bench.runner import method_from_cfg, plan_job
+from imprint_bench.plan import method_from_cfg, plan_job
 
 
 @pytest.mark.parametrize("name", sorted(PRESETS))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from imprint_bench.report.nc import nc1, nc_stats, vci
+from imprint_bench.imprint.nc import nc1, nc_stats, vci
 
 
 def _numpy_nc(x: np.ndarray, y: np.ndarray, quirk: bool) -> dict[str, float]:

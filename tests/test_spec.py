@@ -3,7 +3,15 @@
 import pytest
 
 from imprint_bench.errors import ConfigError
-from imprint_bench.imprint.spec import PRESETS, AggSpec, GenSpec, MethodSpec, preset_name, stable_hash
+from imprint_bench.imprint.spec import (
+    PRESETS,
+    UNUSED_BACKEND,
+    AggSpec,
+    GenSpec,
+    MethodSpec,
+    preset_name,
+    stable_hash,
+)
 
 
 @pytest.mark.parametrize(
@@ -27,16 +35,17 @@ def test_invalid_specs_fail_with_valid_choices(spec, message):
 
 def test_canonical_applies_reference_rules():
     mean = MethodSpec(gen=GenSpec("mean", 20, backend="torch")).canonical()
-    assert mean.gen == GenSpec("mean", 1)  # k and backend are irrelevant for mean
+    assert mean.gen == GenSpec("mean", 1, backend=UNUSED_BACKEND)  # k and backend are irrelevant for mean
     assert MethodSpec(gen=GenSpec("all", 5)).canonical().gen.k == -1
-    assert MethodSpec(gen=GenSpec("kmeans", -1)).canonical().gen == GenSpec("all", -1)
+    assert MethodSpec(gen=GenSpec("kmeans", -1)).canonical().gen == GenSpec("all", -1, backend=UNUSED_BACKEND)
     assert MethodSpec(gen=GenSpec("kls", 1)).canonical().gen.name == "ls"
     max_euclid = MethodSpec(agg=AggSpec("max", -1, "euclidean", "distance")).canonical()
     assert max_euclid.agg == AggSpec("mnn", 1, "euclidean", "uniform")  # max + distance ≡ 1-NN
     assert MethodSpec(agg=AggSpec("mnn", 1, "cosine", "distance")).canonical().agg.weighting == "uniform"
     assert MethodSpec(gen=GenSpec("kmeans", 20)).canonical(shots=5).gen.k == 5  # few-shot: k := n
     assert MethodSpec(gen=GenSpec("kmeans", 3)).canonical(shots=5).gen.k == 3
-    assert MethodSpec(gen=GenSpec("kls", 5)).canonical(shots=1).gen == GenSpec("ls", 1)  # clip first, then kls→ls
+    clipped = MethodSpec(gen=GenSpec("kls", 5)).canonical(shots=1).gen
+    assert clipped == GenSpec("ls", 1, backend=UNUSED_BACKEND)  # clip first, then kls→ls
 
 
 def test_hash_is_deterministic_and_sensitive():
@@ -49,7 +58,7 @@ def test_hash_is_deterministic_and_sensitive():
 def test_presets_match_table1_and_are_recognised():
     assert PRESETS["qi"].to_flat() | {"kmeans_iters": 0} == {
         "norm_pre": "l2", "gen": "mean", "k": 1, "norm_post": "l2", "norm_inf": "l2", "agg": "max", "m": -1,
-        "distance": "inner_product", "weighting": "uniform", "kmeans_backend": "faiss", "kmeans_iters": 0,
+        "distance": "inner_product", "weighting": "uniform", "kmeans_backend": "auto", "kmeans_iters": 0,
         "lam": None}
     assert PRESETS["hosoda"].norm_post == "quantile" and PRESETS["hosoda"].norm_pre == "none"
     assert PRESETS["janson"].agg == AggSpec("mnn", 1, "euclidean", "distance")

@@ -1,4 +1,5 @@
-"""Real Hydra multiruns (basic, joblib, submitit_local), plan mode, resume after SIGKILL, W&B offline."""
+"""Real Hydra multiruns (the imprint sweeper with the basic, joblib and submitit_local launchers, and Hydra's
+basic sweeper), plan mode, resume after SIGKILL, W&B offline."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# two feature sets (synthetic seeds) × 2 tasks × 2 seeds × 2 methods: 2 jobs of 4 cells, 16 runs
 SWEEP = ("-m", "dataset=synthetic", "dataset.n_train_per_class=60", "dataset.n_test_per_class=30", "dataset.dim=16",
-         "task=all,even", "seed=1,2", "nc1=false", "grid={method:[qi,ours]}")
-KEY = ["backbone", "dataset", "task", "seed", "method"]
+         "dataset.seed=0,1", "task=all,even", "seed=1,2", "nc1=false", "grid={method:[qi,ours]}")
+KEY = ["feature_key", "task", "seed", "method"]
 
 pytestmark = pytest.mark.slow
 
@@ -37,28 +39,39 @@ def basic_table(tmp_path_factory) -> pd.DataFrame:
     root = tmp_path_factory.mktemp("basic")
     out = cli(root, *SWEEP)
     assert out.returncode == 0, out.stderr
-    assert "sweep finished: 4 jobs reported, 8 runs done, 0 skipped, 0 failed" in out.stdout
+    assert "sweep finished: 2 jobs reported, 16 runs done, 0 skipped, 0 failed" in out.stdout
     return table(root)
 
 
 @pytest.mark.parametrize("launcher", [
     ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2"),
     ("hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"),
+    ("hydra/sweeper=basic",),  # one job per cell, as before grouping: the same rows
 ])
-def test_parallel_launchers_match_the_basic_launcher(tmp_path, basic_table, launcher):
+def test_launchers_and_one_job_per_cell_match_the_grouped_basic_launcher(tmp_path, basic_table, launcher):
     out = cli(tmp_path, *SWEEP, *launcher)
     assert out.returncode == 0, out.stderr
     got = table(tmp_path)
-    assert len(got) == len(basic_table) == 8 and set(got.status) == {"ok"}
-    pd.testing.assert_frame_equal(got[[*KEY, "acc", "macro_f1", "run_hash"]],
-                                  basic_table[[*KEY, "acc", "macro_f1", "run_hash"]])
+    assert len(got) == len(basic_table) == 16 and set(got.status) == {"ok"}
+    pd.testing.assert_frame_equal(got[[*KEY, "acc", "macro_f1", "nc1", "run_hash", "cell_hash"]],
+                                  basic_table[[*KEY, "acc", "macro_f1", "nc1", "run_hash", "cell_hash"]])
+    if launcher == ("hydra/sweeper=basic",):
+        assert "sweep finished: 8 jobs reported" in out.stdout
 
 
-def test_plan_counts_without_running(tmp_path):
+def test_plan_counts_without_running_or_launching(tmp_path):
     out = cli(tmp_path, *SWEEP, "mode=plan")
     assert out.returncode == 0, out.stderr
-    assert "plan: 4 jobs, 8 runs" in out.stdout
-    assert not (tmp_path / "outputs" / "results").exists()
+    assert "plan: 2 jobs, 8 cells, 16 runs" in out.stdout
+    assert out.stdout.count("4 cells: 2 tasks (all, even) × 2 seeds, 8 runs") == 2
+    assert not (tmp_path / "outputs").exists()  # no results, no job log folders
+
+
+def test_a_second_sweep_skips_every_cell(tmp_path):
+    assert cli(tmp_path, *SWEEP).returncode == 0
+    out = cli(tmp_path, *SWEEP)
+    assert out.returncode == 0, out.stderr
+    assert "sweep finished: 2 jobs reported, 0 runs done, 16 skipped, 0 failed" in out.stdout
 
 
 def test_resume_after_sigkill_loses_only_runs_in_flight(tmp_path):
@@ -83,6 +96,27 @@ def test_resume_after_sigkill_loses_only_runs_in_flight(tmp_path):
     assert not list(runs.glob("*/.*.tmp"))
 
 
+def test_a_killed_grouped_sweep_resumes_without_duplicates(tmp_path):
+    args = ("-m", "dataset=synthetic", "dataset.dim=16", "nc1=false", "flush_every=5", "task=all,even,odd",
+            "seed=1,2", "grid={gen.name:[kmeans,kmedoids,fps],gen.k:[1,2,3,4,5,6,7,8]}")
+    env = {**os.environ, "IMPRINT_BENCH_ROOT": str(tmp_path), "WANDB_MODE": "disabled"}
+    runs = tmp_path / "outputs" / "results" / "adhoc" / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "imprint_bench", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(runs.glob("*/*.parquet"))) < 3:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = sum(len(pd.read_parquet(p)) for p in runs.glob("*/*.parquet"))
+    assert 0 < written < 6 * 24
+    out = cli(tmp_path, *args)
+    assert out.returncode == 0, out.stderr
+    assert f"{6 * 24 - written} runs done, {written} skipped, 0 failed" in out.stdout
+    df = pd.read_parquet(tmp_path / "outputs" / "results" / "adhoc" / "results.parquet")
+    assert len(df) == 6 * 24 and df.run_hash.is_unique and set(df.status) == {"ok"}
+
+
 def test_wandb_offline_writes_run_files(tmp_path):
     out = cli(tmp_path, "dataset=synthetic", "dataset.dim=8", "nc1=false", "method=qi", "tracker=wandb",
               env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
@@ -91,8 +125,12 @@ def test_wandb_offline_writes_run_files(tmp_path):
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
 
 
-def test_a_bad_value_in_a_sweep_fails_before_any_job(tmp_path):
-    out = cli(tmp_path, *SWEEP[:-1], "grid={method:[qi,ourz]}")
-    assert out.returncode != 0
-    assert "unknown method presets ['ourz'] in grid; valid: qi, hosoda, janson, ours, oracle" in out.stderr
-    assert not (tmp_path / "outputs" / "results").exists()
+@pytest.mark.parametrize(("override", "message"), [
+    ("grid={method:[qi,ourz]}", "unknown method presets ['ourz'] in grid; valid: qi, hosoda, janson, ours, oracle"),
+    ("seed=1,abc", "seed must be an integer, got 'abc'"),
+])
+def test_a_bad_value_in_a_sweep_fails_before_any_job(tmp_path, override, message):
+    out = cli(tmp_path, *[a for a in SWEEP if not a.startswith(override.split("=")[0] + "=")], override)
+    assert out.returncode == 2
+    assert message in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "outputs").exists()

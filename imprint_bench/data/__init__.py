@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
-from imprint_bench.data.base import FeatureSet
-from imprint_bench.data.npz import load_npz_features
-from imprint_bench.data.synthetic import make_mixture
+if TYPE_CHECKING:  # torch is imported only when features are loaded (fast start-up, cheap planning)
+    import torch
+
+    from imprint_bench.data.base import FeatureSet
 
 #: Dataset kinds that are already features (no backbone involved).
 FEATURE_KINDS = ("features", "synthetic")
@@ -32,8 +32,12 @@ def load_feature_set(
     ds = _plain(dataset_cfg)
     kind = ds.get("kind")
     if kind == "features":
+        from imprint_bench.data.npz import load_npz_features
+
         return load_npz_features(ds["path"]).to(device)
     if kind == "synthetic":
+        from imprint_bench.data.synthetic import make_mixture
+
         params = {k: v for k, v in ds.items() if k not in ("kind", "name", "backbone", "ls_lambda")}
         return make_mixture(**params).to(device)
     from imprint_bench.features import extract_feature_set

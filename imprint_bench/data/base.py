@@ -32,7 +32,14 @@ class FeatureSet:
         return int(self.x_train.shape[1])
 
     def to(self, device: torch.device | str) -> FeatureSet:
-        """Return a copy whose tensors live on ``device`` (features float32, labels int64)."""
+        """Return a copy whose tensors live on ``device`` (features float32, labels int64); ``self`` when
+        they already do (no copy, no second validation)."""
+        device = torch.device(device)
+        if all(t.device == device for t in (self.x_train, self.y_train, self.x_test, self.y_test)) and (
+            self.x_train.dtype == self.x_test.dtype == torch.float32
+            and self.y_train.dtype == self.y_test.dtype == torch.int64
+        ):
+            return self
         return FeatureSet(
             self.x_train.to(device, torch.float32),
             self.y_train.to(device, torch.int64),

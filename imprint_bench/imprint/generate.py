@@ -101,17 +101,26 @@ def gram_matrix(x: torch.Tensor) -> torch.Tensor:
     return (x.T @ x).to(torch.float64)
 
 
+def summed(mats: list[torch.Tensor]) -> torch.Tensor:
+    """Σ of equally shaped matrices, accumulated in place (no temporary per addition)."""
+    total = mats[0].clone()
+    for m in mats[1:]:
+        total += m
+    return total
+
+
 def least_squares_weights(groups: list[torch.Tensor], lam: float, gram: torch.Tensor | None = None) -> torch.Tensor:
     """Ridge least-squares weights, one row per group (spec §4.2):
     W = (1/G) · Mᵀ (Σ_T + μ_G μ_Gᵀ + λI)⁻¹ = (1/G) · Mᵀ (XᵀX/N + λI)⁻¹, M = group means.
-    ``gram`` (XᵀX over all groups' rows) may be passed in when cached. Solved in float64 (the
-    reference inverts in float32)."""
+    ``gram`` (XᵀX over all groups' rows) may be passed in when cached. Solved in float64 by Cholesky
+    (LU when λ = 0 leaves the system singular; the reference inverts in float32)."""
     n = sum(int(g.shape[0]) for g in groups)
-    gram = gram if gram is not None else sum(gram_matrix(g) for g in groups)
-    d = gram.shape[0]
-    system = gram / n + lam * torch.eye(d, dtype=torch.float64, device=gram.device)
+    gram = gram if gram is not None else summed([gram_matrix(g) for g in groups])
+    system = gram / n
+    system.diagonal().add_(lam)
     means = torch.stack([g.to(torch.float64).mean(0) for g in groups], dim=1)  # [d, G]
-    w = torch.linalg.solve(system, means).T / len(groups)
+    factor, info = torch.linalg.cholesky_ex(system)  # symmetric positive definite for λ > 0: half an LU
+    w = (torch.cholesky_solve(means, factor) if int(info) == 0 else torch.linalg.solve(system, means)).T / len(groups)
     return w.to(groups[0].dtype)
 
 
@@ -128,7 +137,7 @@ def generate_task_proxies(
     fewer than k samples (or k=-1) keeps its raw samples and is left out of the LS system.
     ``grams`` are optional cached per-class XᵀX (pseudo-classes partition a class, so they add up)."""
     if spec.name == "ls" or spec.k == 1:
-        return list(torch.split(least_squares_weights(xs, lam, sum(grams) if grams else None), 1))
+        return list(torch.split(least_squares_weights(xs, lam, summed(grams) if grams else None), 1))
     solved = [i for i, x in enumerate(xs) if not _takes_all(x, spec)]
     seeds = [derive_seed(seed, "kmeans", labels[i]) for i in solved]
     centers = kmeans([xs[i] for i in solved], spec.k, seeds, spec.backend, spec.kmeans_iters)
@@ -139,7 +148,7 @@ def generate_task_proxies(
         # that row is not part of the cached XᵀX, a negligible inconsistency in the LS system
 
         groups.extend(xs[i][assign == j] if bool((assign == j).any()) else c[j : j + 1] for j in range(spec.k))
-    gram = sum(grams[i] for i in solved) if grams and solved else None
+    gram = summed([grams[i] for i in solved]) if grams and solved else None
     weights = torch.split(least_squares_weights(groups, lam, gram), spec.k) if groups else []
     out = list(xs)
     for i, w in zip(solved, weights, strict=True):

@@ -8,6 +8,7 @@ searches (so every (m, weighting) mNN variant comes from one distance computatio
 
 from __future__ import annotations
 
+import copy
 import time
 from collections import OrderedDict
 from dataclasses import astuple
@@ -93,6 +94,15 @@ class Workspace:
         self._train: dict[str, list[torch.Tensor]] = {}
         self._test: dict[str, torch.Tensor] = {}
         self._neighbors: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def with_seed(self, seed: int) -> Workspace:
+        """This task under another run seed, sharing the normalised data and the neighbour searches (whose
+        keys carry the seed wherever GEN depends on it). Only for tasks without a seed-drawn few-shot sample."""
+        if seed == self.seed:
+            return self
+        other = copy.copy(self)
+        other.seed = seed
+        return other
 
     def train_normed(self, norm_pre: str) -> list[torch.Tensor]:
         if norm_pre not in self._train:

@@ -17,7 +17,7 @@ NORM_PRE = ("none", "l2", "cl2n")
 NORM_POST = ("none", "l2", "quantile")
 NORM_INF = ("none", "l2", "cl2n")
 GEN_METHODS = ("all", "mean", "random", "kmeans", "kmedoids", "fps", "cov_max", "none", "ls", "kls")
-KMEANS_BACKENDS = ("faiss", "torch", "sklearn")
+KMEANS_BACKENDS = ("auto", "torch", "faiss", "sklearn")
 AGG_METHODS = ("max", "mnn")
 DISTANCES = ("inner_product", "cosine", "euclidean", "manhattan", "chebyshev", "mahalanobis")
 WEIGHTINGS = ("uniform", "distance")
@@ -30,6 +30,9 @@ SEEDED_GEN = ("random", "kmeans", "fps", "none", "kls")
 JOINT_GEN = ("ls", "kls")
 #: Methods that use a k-means backend.
 KMEANS_GEN = ("kmeans", "kls")
+#: The backend field of canonical specs whose GEN does not cluster (its value is irrelevant; it keeps the value
+#: it had before ``auto`` became the default, so that the run hashes of those configurations stay valid).
+UNUSED_BACKEND = "faiss"
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,7 @@ class GenSpec:
 
     name: str = "mean"
     k: int = 1
-    backend: str = "faiss"
+    backend: str = "auto"
     lam: float | None = None  # ridge λ for ls/kls; None = the backbone's table value
     kmeans_iters: int = 300
 
@@ -126,7 +129,7 @@ class MethodSpec:
             k = 1
         elif name == "all":
             k = -1
-        backend = gen.backend if name in KMEANS_GEN else "faiss"
+        backend = gen.backend if name in KMEANS_GEN else UNUSED_BACKEND
         iters = gen.kmeans_iters if name in KMEANS_GEN else GenSpec.kmeans_iters
         lam = gen.lam if name in JOINT_GEN else None
         return replace(self, gen=GenSpec(name, k, backend, lam, iters), agg=agg)
@@ -201,8 +204,8 @@ def preset_name(spec: MethodSpec, shots: int = -1) -> str:
     canon = spec.canonical(shots)
     for name, preset in PRESETS.items():
         p = preset.canonical(shots)
-        if replace(canon, gen=replace(canon.gen, backend="faiss", kmeans_iters=300, lam=None)) == replace(
-            p, gen=replace(p.gen, lam=None)
+        if replace(canon, gen=replace(canon.gen, backend="auto", kmeans_iters=300, lam=None)) == replace(
+            p, gen=replace(p.gen, backend="auto", lam=None)
         ):
             return name
     return "custom"

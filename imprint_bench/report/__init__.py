@@ -161,7 +161,7 @@ def parse_methods(methods: str | Sequence[str] | None) -> list[str] | None:
 
 
 def _plots():
-    """The plotting module, imported on first use (importing ``imprint_bench.report.nc`` stays light)."""
+    """The plotting module, imported on first use (the report stays light to import)."""
     from imprint_bench.report import plots
 
     return plots

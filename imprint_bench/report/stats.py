@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 ALPHA = 0.05
 
@@ -77,6 +76,8 @@ def friedman(matrix: pd.DataFrame, alpha: float = ALPHA) -> FriedmanResult:
         return FriedmanResult(0.0, 1.0, n, k, alpha, "all methods score identically in every block")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
+        from scipy import stats  # imported on use: collecting a sweep needs no scipy
+
         res = stats.friedmanchisquare(*values.T)
     p = float(res.pvalue)
     return FriedmanResult(float(res.statistic), p if np.isfinite(p) else 1.0, n, k, alpha)
@@ -90,6 +91,8 @@ def wilcoxon_p(a: np.ndarray, b: np.ndarray) -> float:
         return 1.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        from scipy import stats
+
         p = stats.wilcoxon(a, b, zero_method="pratt").pvalue
     return float(p) if np.isfinite(p) else 1.0
 

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 
-__all__ = ["NCStats", "nc1", "nc_stats", "vci"]
+__all__ = ["NCStats", "nc1", "nc1_both", "nc_stats", "vci"]
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class NCStats:
         return asdict(self)
 
 
-_CHUNK = 8192  # rows converted to float64 at a time, so a 60k × 2048 float32 input never doubles in memory
+_CHUNK = 1024  # rows converted to float64 at a time: small reusable buffers, never a second copy of the input
 
 
 @dataclass(frozen=True)
@@ -99,6 +99,17 @@ def _within_sum(mo: _Moments, fn) -> torch.Tensor:
     return total
 
 
+def _projected_within(mo: _Moments, p: torch.Tensor) -> float:
+    """Σ_i w_i ‖Pᵀ(x_i − μ_c(i))‖², projecting the samples first (an n × C product, no n × d centred copy)."""
+    w = _within_weights(mo)
+    means_p = mo.means @ p
+    total = 0.0
+    for lo, xb in _chunks(mo.x):
+        sl = slice(lo, lo + len(xb))
+        total += float((w[sl] * (xb @ p - means_p[mo.inv[sl]]).pow(2).sum(1)).sum())
+    return total
+
+
 def _between_pinv_factor(mo: _Moments) -> tuple[torch.Tensor, int]:
     """P with Σ_B⁺ = C · P Pᵀ (P = M⁺, d × C), and the rank kept."""
     m = mo.means - mo.mu_g
@@ -123,7 +134,7 @@ def _nc1_from(mo: _Moments, reference_centring: bool) -> tuple[float, int]:
     if rank == 0:
         return float("inf"), 0
     # Tr(Σ_W Σ_B⁺) = C · Σ_i w_i ‖Pᵀ(x_i − μ_c)‖²
-    tr = c * float(_within_sum(mo, lambda v, w: (w * (v @ p).pow(2).sum(1)).sum()))
+    tr = c * _projected_within(mo, p)
     if reference_centring:  # Σ_W gains μ_G μ_Gᵀ, so the trace gains μ_Gᵀ Σ_B⁺ μ_G
         tr += c * float((mo.mu_g @ p).pow(2).sum())
     return tr / c, rank
@@ -139,6 +150,19 @@ def nc1(x: torch.Tensor, y: torch.Tensor, reference_centring: bool = False, *, r
     if mo is None:
         return float("nan")
     return _nc1_from(mo, reference_centring)[0]
+
+
+def nc1_both(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(textbook NC1, the reference's NC1) from one pass over the features (the runner's two columns)."""
+    mo = _prepare(x, y, None)
+    if mo is None:
+        return float("nan"), float("nan")
+    c = len(mo.counts)
+    p, rank = _between_pinv_factor(mo)
+    if rank == 0:
+        return float("inf"), float("inf")
+    tr = c * _projected_within(mo, p)
+    return tr / c, (tr + c * float((mo.mu_g @ p).pow(2).sum())) / c
 
 
 def _covariances(mo: _Moments, reference_centring: bool) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,0 +1,87 @@
+"""The ``imprint`` sweeper: one job per feature set, planned and validated before anything is launched.
+
+Hydra only instantiates sweepers defined under ``hydra_plugins``; the logic lives in ``imprint_bench.sweep``.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+
+class CellSweeper(Sweeper):
+    """Expands the sweep like Hydra's basic sweeper, then groups jobs that differ only in ``task``/``seed``
+    into one job per feature set. ``mode=plan`` prints the plan and launches nothing."""
+
+    def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.max_batch_size = max_batch_size
+        self.params = params or {}
+        self.hydra_context: HydraContext | None = None
+        self.config: DictConfig | None = None
+        self.launcher: Any = None
+        self._task_function: TaskFunction | None = None
+        self._groups: dict[str, set[str]] = {}  # config groups under each parent, listed once
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.hydra_context = hydra_context
+        self.config = config
+        self._task_function = task_function
+
+    def _compose(self, overrides: list[str]) -> DictConfig:
+        """A job's config as the job will see it (without the ``hydra`` node), through Hydra's compose API."""
+        from hydra import compose
+
+        assert self.config is not None
+        return compose(self.config.hydra.job.config_name, overrides=list(overrides))
+
+    def _is_group(self, key: str) -> bool:
+        """Whether an override key selects a config group (``dataset``, ``hydra/launcher``) or sets a value."""
+        assert self.hydra_context is not None
+        parent, _, name = key.rpartition("/")
+        if parent not in self._groups:
+            self._groups[parent] = set(self.hydra_context.config_loader.list_groups(parent))
+        return "@" in key or name in self._groups[parent]
+
+    def sweep(self, arguments: list[str]) -> Any:
+        from imprint_bench.errors import ConfigError
+        from imprint_bench.sweep import Composer, describe_plan, expand, group_jobs, plan_groups
+
+        assert self.config is not None and self.hydra_context is not None
+        args = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
+        parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
+        try:
+            groups = group_jobs(expand(parser.parse_overrides(args)))
+            plan_groups(groups, Composer(self._compose, self._is_group))
+        except ConfigError as err:  # Hydra would print a stack trace; one line is enough
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from err
+        if self.config.get("mode") == "plan":
+            print(describe_plan(groups))
+            return []
+        log.info("%d jobs, %d cells, %d runs", len(groups), sum(len(g.planned) for g in groups),
+                 sum(g.n_runs for g in groups))
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=self.hydra_context, task_function=self._task_function, config=self.config)
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        jobs = [g.job_overrides() for g in groups]
+        size = self.max_batch_size if self.max_batch_size and self.max_batch_size > 0 else len(jobs)
+        returns = []
+        for start in range(0, len(jobs), size):
+            results = self.launcher.launch(jobs[start:start + size], initial_job_idx=start)
+            for r in results:
+                _ = r.return_value  # re-raises a job's exception, as Hydra's basic sweeper does
+            returns.append(results)
+        return returns

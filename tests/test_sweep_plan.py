@@ -1,0 +1,92 @@
+"""Sweep planning: jobs grouped by feature set, each distinct configuration composed once, same cells as Hydra."""
+
+from __future__ import annotations
+
+import pytest
+from hydra.core.override_parser.overrides_parser import OverridesParser
+
+from imprint_bench.errors import ConfigError
+from imprint_bench.plan import plan_job
+from imprint_bench.sweep import Composer, expand, group_jobs, override_value, plan_groups
+
+GROUPS = {"backbone", "dataset", "task", "norm", "gen", "agg", "method", "tracker", "extract", "experiment", "paths"}
+
+
+def jobs_of(*args: str) -> list[list[str]]:
+    return expand(OverridesParser.create().parse_overrides(list(args)))
+
+
+def counting(compose_cfg):
+    calls: list[list[str]] = []
+
+    def compose(overrides: list[str]):
+        calls.append(list(overrides))
+        return compose_cfg(*overrides)
+
+    return compose, calls
+
+
+def test_tasks_and_seeds_are_cells_of_one_job_per_feature_set():
+    groups = group_jobs(jobs_of("dataset=features", "dataset.path=a.npz,b.npz", "task=all,even", "seed=1,2,3",
+                                "task.shots=-1,5"))
+    assert [g.overrides for g in groups] == [["dataset=features", "dataset.path=a.npz"],
+                                            ["dataset=features", "dataset.path=b.npz"]]
+    assert len(groups[0].cells) == 2 * 3 * 2
+    assert groups[0].cells[0] == ["task=all", "seed=1", "task.shots=-1"]
+
+
+def test_override_values_round_trip_through_hydra():
+    node = {"task": {"name": "it's", "classes": [0, 2], "shots": -1, "on": True, "none": None}, "seed": 7}
+    parsed = OverridesParser.create().parse_overrides([f"cells=[{override_value(node)}]"])[0]
+    assert parsed.value() == [node]
+
+
+def test_composer_matches_a_full_composition_with_one_composition_per_group_selection(compose_cfg, npz_file):
+    compose, calls = counting(compose_cfg)
+    composer = Composer(compose, lambda key: key in GROUPS)
+    overrides = ["dataset=features", f"dataset.path={npz_file}", "grid={method:[qi,ours]}", "task=even", "seed=3"]
+    for path in ("a.npz", "b.npz", str(npz_file)):
+        got = composer([*overrides[:1], f"dataset.path={path}", *overrides[2:]])
+        assert got == compose_cfg(*overrides[:1], f"dataset.path={path}", *overrides[2:])
+    assert len(calls) == 1  # three jobs, one selection of config groups
+    assert composer(["+extra=1"]).extra == 1  # anything but key=value is composed in full
+
+
+def test_plan_groups_composes_each_distinct_configuration_once(compose_cfg, npz_file):
+    compose, calls = counting(compose_cfg)
+    groups = group_jobs(jobs_of("dataset=features", f"dataset.path={npz_file}", "method=qi,ours",
+                                "task=all,even,odd,short", "seed=1,2,3"))
+    plan_groups(groups, Composer(compose, lambda key: key in GROUPS))
+    assert len(groups) == 2 and [len(g.planned) for g in groups] == [12, 12]
+    assert len(calls) == 2 + 4  # one per job, and each task once for all jobs
+    for group in groups:  # each cell equals what Hydra composes for that job alone
+        for cell_overrides, planned in zip(group.cells, group.planned, strict=True):
+            cell, plan = plan_job(compose_cfg(*group.overrides, *cell_overrides))
+            assert (planned.cell.hash, planned.plan.specs) == (cell.hash, plan.specs)
+
+
+def test_a_group_whose_overrides_change_the_task_composes_its_own_tasks(compose_cfg, npz_file):
+    groups = group_jobs(jobs_of("dataset=features", f"dataset.path={npz_file}", "task.shots=-1", "method=qi",
+                                "task=all,short", "experiment=fewshot,quickstart"))
+    plan_groups(groups, lambda o: compose_cfg(*o))
+    for group in groups:
+        for cell_overrides, planned in zip(group.cells, group.planned, strict=True):
+            assert planned.cell.hash == plan_job(compose_cfg(*group.overrides, *cell_overrides))[0].hash
+
+
+def test_a_bad_cell_names_its_job(compose_cfg, npz_file):
+    groups = group_jobs(jobs_of("dataset=features", f"dataset.path={npz_file}", "seed=1,abc"))
+    with pytest.raises(ConfigError, match=r"job dataset=features .*: seed must be an integer, got 'abc'"):
+        plan_groups(groups, lambda o: compose_cfg(*o))
+
+
+def test_job_overrides_carry_every_cell(compose_cfg, npz_file):
+    groups = group_jobs(jobs_of("dataset=features", f"dataset.path={npz_file}", "method=qi", "task=all,short",
+                                "seed=1,2"))
+    plan_groups(groups, lambda o: compose_cfg(*o))
+    cfg = compose_cfg(*groups[0].job_overrides())
+    assert [(c.task.name, c.task.classes, c.seed) for c in cfg.cells] == [
+        ("all", None, 1), ("all", None, 2), ("short", [0, 1, 2], 1), ("short", [0, 1, 2], 2)]
+    single = group_jobs(jobs_of("dataset=features", f"dataset.path={npz_file}", "method=qi"))
+    plan_groups(single, lambda o: compose_cfg(*o))
+    assert not any(o.startswith("cells=") for o in single[0].job_overrides())
