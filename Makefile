@@ -48,8 +48,9 @@ format: install ## ruff format + fix
 	$(BIN)/ruff check --fix imprint_bench hydra_plugins tests scripts
 	$(BIN)/ruff format imprint_bench hydra_plugins tests scripts
 
-bench: install ## Benchmark engine, k-means backends and extraction; writes outputs/bench/
+bench: install ## Benchmark the engine, k-means, extraction and the commands end to end; writes outputs/bench/
 	$(BIN)/python scripts/bench.py
+	$(BIN)/python scripts/bench_e2e.py
 
 report: install ## Build the report of an experiment: make report EXPERIMENT=quickstart
 	$(BIN)/imprint-bench mode=report experiment_name=$(or $(EXPERIMENT),quickstart)

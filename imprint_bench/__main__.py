@@ -65,8 +65,8 @@ def _plan(cfg: DictConfig) -> None:
 def _extract(cfg: DictConfig) -> None:
     """Fill the feature cache ahead of a sweep (features/synthetic datasets need no extraction)."""
     from imprint_bench.data import FEATURE_KINDS
+    from imprint_bench.evaluate import resolve_device
     from imprint_bench.features import fill_feature_cache
-    from imprint_bench.runner import resolve_device
 
     if cfg.dataset.kind in FEATURE_KINDS:
         print(f"dataset kind {cfg.dataset.kind!r} is already features; nothing to extract")

@@ -146,13 +146,16 @@ def collect(root: str | Path, write: bool = True) -> CollectSummary:
     """
     root = Path(root)
     parts = sorted((root / "runs").glob("*/*.parquet"))
-    frames, corrupted = [], []
+    tables, corrupted = [], []
     for part in parts:
         try:
-            frames.append(pd.read_parquet(part))
+            tables.append(pq.read_table(part))
         except Exception as err:
             corrupted.append(f"{part} ({type(err).__name__})")
-    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["run_hash", "status"])
+    if tables:  # one conversion to pandas for all parts (a part of failed rows has null-typed metric columns)
+        table = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    else:
+        table = pd.DataFrame(columns=["run_hash", "status"])
     if len(table):
         table = (
             table.assign(_ok=table["status"].eq("ok"))

@@ -1,89 +1,29 @@
 """A job: one feature set (backbone × dataset) evaluated over its cells (task × seed) and a method grid.
 
-Features are loaded once per job, proxies are shared across every NORMpost/NORMinf/AGG variant, across
-tasks and (for seed-free GEN such as mean and LS) across seeds; finished runs are skipped by hash, and
-every run produces exactly one row: ``ok`` with metrics, or ``failed`` with the error. Each cell keeps
-its own folder of Parquet parts and its completion marker, whichever job evaluated it.
+Each cell keeps its own folder of Parquet parts and its completion marker, whichever job evaluated it; a job
+whose cells are all complete finishes without loading torch or the features (a warm re-run is cheap). The
+evaluation itself lives in :mod:`imprint_bench.evaluate`.
 """
 
 from __future__ import annotations
 
-import functools
-import json
 import logging
-import platform
 import signal
 import threading
 import time
-import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig
-from tqdm.auto import tqdm
 
-from imprint_bench.data import load_feature_set
-from imprint_bench.data.base import FeatureSet
-from imprint_bench.data.tasks import Task, make_task
-from imprint_bench.errors import ConfigError
-from imprint_bench.grid import prune_for_task
-from imprint_bench.imprint.nc import nc1_both
-from imprint_bench.imprint.pipeline import ProxyCache, Workspace
-from imprint_bench.imprint.spec import MethodSpec, preset_name, stable_hash
-from imprint_bench.plan import Cell, describe_cells, plan_cells, ridge_lambda
-from imprint_bench.results import ResultStore, RowWriter
+from imprint_bench.imprint.spec import stable_hash
+from imprint_bench.plan import describe_cells, plan_cells
+from imprint_bench.results import ResultStore
 
 log = logging.getLogger(__name__)
-
-#: Shared by every job of this process (Hydra's basic launcher runs jobs sequentially in-process).
-PROXY_CACHE = ProxyCache()
-
-#: NC1 values by (feature key, task classes, shots, few-shot seed), for the same reason.
-NC1_MEMO: dict[tuple, dict[str, float]] = {}
-
-NO_NC1 = {"nc1": float("nan"), "nc1_ref": float("nan")}
-
-#: Metric columns of a failed run (present so every part file has the same schema).
-FAILED_METRICS = {"acc": float("nan"), "macro_f1": float("nan"), "balanced_acc": float("nan"), "per_class_f1": [],
-                  "gen_s": float("nan"), "infer_s": float("nan"), "n_proxies": 0}
-
-#: Distributions whose versions go into every row (the first installed name of each entry counts).
-VERSIONED = {"torch": ("torch",), "numpy": ("numpy",), "faiss": ("faiss-cpu", "faiss-gpu", "faiss"),
-             "timm": ("timm",), "imprint_bench": ("imprint-bench",)}
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; otherwise the named device (checked)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={name} but CUDA is not available here; use device=cpu or device=auto")
-    return device
-
-
-def _installed_version(names: tuple[str, ...]) -> str:
-    for name in names:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return "unknown"
-
-
-@functools.cache
-def library_versions() -> str:
-    """Versions recorded in every result row (k-means and GEMM results can differ between releases), as
-    JSON. Read from the installed distributions' metadata, so that no library is imported for it."""
-    versions = {"python": platform.python_version()}
-    versions.update({key: _installed_version(names) for key, names in VERSIONED.items()})
-    return json.dumps(versions, sort_keys=True)
 
 
 @dataclass
@@ -94,6 +34,7 @@ class JobSummary:
     failed: int = 0
     skipped: int = 0
     seconds: float = 0.0
+    engine_s: float = 0.0  # of which in the imprinting itself (GEN, NORM, AGG, metrics): the rest is overhead
     failures: list[str] = field(default_factory=list)
     best: str = ""
     best_acc: float = -1.0
@@ -104,140 +45,37 @@ class JobSummary:
                 f"({self.seconds:.1f}s){best}")
 
 
-def _nc1_columns(task: Task, feature_key: str, seed: int) -> dict[str, float]:
-    """NC1 of the task's L2-normalised train features, textbook and with the reference's centring; computed
-    once per task data in a process (it depends on the seed only through a few-shot sample)."""
-    key = (feature_key, tuple(task.labels), task.shots, seed if task.shots > 0 else None)
-    if key not in NC1_MEMO:
-        x, y = task.train_xy()
-        x = torch.nn.functional.normalize(x, dim=1)
-        try:
-            textbook, reference = nc1_both(x, y)
-            NC1_MEMO[key] = {"nc1": textbook, "nc1_ref": reference}
-        except Exception as err:  # NC1 is an annotation; never fail the runs for it
-            log.warning("NC1 could not be computed: %s", err)
-            NC1_MEMO[key] = {"nc1": float("nan"), "nc1_ref": float("nan")}
-    return NC1_MEMO[key]
-
-
-class JobData:
-    """What the cells of one job share: the feature set (loaded on first use) and one Workspace per task
-    data, reused across seeds when the task does not depend on the seed (no few-shot sample)."""
-
-    def __init__(self, cfg: DictConfig, device: torch.device) -> None:
-        self.cfg = cfg
-        self.device = device
-        self._features: FeatureSet | None = None
-        self._workspaces: dict[tuple, Workspace] = {}
-
-    @property
-    def features(self) -> FeatureSet:
-        if self._features is None:
-            cfg = self.cfg
-            self._features = load_feature_set(cfg.dataset, cfg.backbone, cfg.extract, cfg.paths.cache_dir,
-                                              cfg.paths.data_root, self.device)
-            PROXY_CACHE.retain(self._features.key)
-        return self._features
-
-    def workspace(self, cell: Cell, lam: float) -> Workspace:
-        key = (cell.task, tuple(cell.classes or ()), cell.classes is None, cell.shots,
-               cell.seed if cell.shots > 0 else None, lam)
-        workspace = self._workspaces.get(key)
-        if workspace is None:
-            task = make_task(self.features, cell.task, cell.classes, cell.shots, cell.seed)
-            workspace = Workspace(task, cell.seed, lam, self.features.key, PROXY_CACHE)
-            self._workspaces[key] = workspace
-        return workspace.with_seed(cell.seed)
-
-
 def run_job(cfg: DictConfig, tracker: Any = None) -> JobSummary:
     """Evaluate every cell of the job (its own task and seed, or the sweeper's ``cells``) against the
-    method grid, appending rows to the experiment's ResultStore. Every cell is validated before any work."""
+    method grid, appending rows to the experiment's ResultStore. Every cell is validated before any work;
+    complete cells are skipped."""
     start = time.perf_counter()
     planned = plan_cells(cfg)
     store = ResultStore(Path(cfg.paths.results_dir) / cfg.experiment_name)
     summary = JobSummary(describe_cells([p.cell for p in planned]))
-    data = JobData(cfg, resolve_device(cfg.device))
-    total = sum(len(p.plan.specs) for p in planned)
-    progress = tqdm(total=total, desc=summary.cell, unit="run", leave=False,
-                    disable=True if total < 2 else None)  # None: no progress frames when not on a terminal
-    with sigterm_as_exit(), progress as bar:
-        for p in planned:
-            _run_cell(cfg, p.cell, p.plan.specs, store, data, tracker, summary, bar)
+    redo = bool(cfg.overwrite or cfg.get("save_head"))
+    todo = []
+    for p in planned:
+        plan_hash = stable_hash(sorted(p.cell.run_hash(s) for s in p.plan.specs))
+        if not redo and store.is_complete(p.cell.hash, plan_hash):
+            summary.planned += len(p.plan.specs)
+            summary.skipped += len(p.plan.specs)
+        else:
+            todo.append((p, plan_hash))
+    if todo:
+        from tqdm.auto import tqdm
+
+        from imprint_bench.evaluate import JobData, evaluate_cell, resolve_device
+
+        data = JobData(cfg, resolve_device(cfg.device))
+        total = sum(len(p.plan.specs) for p, _ in todo)
+        progress = tqdm(total=total, desc=summary.cell, unit="run", leave=False,
+                        disable=True if total < 2 else None)  # None: no progress frames when not on a terminal
+        with sigterm_as_exit(), progress as bar:
+            for p, plan_hash in todo:
+                evaluate_cell(cfg, p.cell, p.plan.specs, plan_hash, store, data, tracker, summary, bar)
     summary.seconds = time.perf_counter() - start
     return summary
-
-
-def _run_cell(cfg: DictConfig, cell: Cell, specs: list[MethodSpec], store: ResultStore, data: JobData,
-              tracker: Any, summary: JobSummary, bar: tqdm) -> None:
-    """One cell: skip it when complete, else evaluate its pending configurations and mark it complete."""
-    plan_hash = stable_hash(sorted(cell.run_hash(s) for s in specs))
-    save = bool(cfg.get("save_head"))
-    if not cfg.overwrite and not save and store.is_complete(cell.hash, plan_hash):
-        summary.planned += len(specs)
-        summary.skipped += len(specs)
-        bar.update(len(specs))
-        return
-    done = set() if cfg.overwrite else store.done_hashes(cell.hash)
-    workspace = data.workspace(cell, ridge_lambda(cfg))
-    task = workspace.task
-    kept, n_degenerate = prune_for_task(specs, task.n_classes)
-    bar.update(n_degenerate)
-    summary.planned += len(kept)
-    pending = [(s, h) for s in kept if (h := cell.run_hash(s)) not in done]
-    summary.skipped += len(kept) - len(pending)
-    bar.update(len(kept) - len(pending))
-    features = data.features
-    base_row = {
-        "experiment": str(cfg.experiment_name), "backbone": cell.backbone, "dataset": cell.dataset,
-        "mapping": cell.mapping, "task": cell.task, "seed": cell.seed, "shots": cell.shots,
-        "n_classes": task.n_classes, "n_train": task.n_train, "n_test": int(task.y_test.shape[0]),
-        "feature_key": features.key, "cell_hash": cell.hash, "device": str(data.device),
-        "versions": library_versions(),
-        **(_nc1_columns(task, features.key, cell.seed) if pending and cfg.nc1 else NO_NC1),
-    }
-    failed_before = summary.failed
-    writer = store.writer(cell.hash, flush_every=int(cfg.flush_every))
-    try:
-        _evaluate(pending, base_row, workspace, writer, tracker, summary, bar)
-    finally:
-        writer.flush()
-    if summary.failed == failed_before:
-        store.mark_complete(cell.hash, plan_hash, len(kept))
-    if save:
-        if summary.failed or not kept:
-            raise ConfigError(f"no head saved: the configuration {'failed' if kept else 'was pruned'} "
-                              f"({'; '.join(summary.failures) or 'm exceeds the number of proxies'})")
-        save_head(cfg, workspace, kept[0], cell)
-    if n_degenerate:
-        log.info("[%s] pruned %d mNN configurations with m > the task's number of proxies", cell.describe(),
-                 n_degenerate)
-
-
-def _evaluate(pending: list[tuple[MethodSpec, str]], base_row: dict[str, Any], workspace: Workspace,
-              writer: RowWriter, tracker: Any, summary: JobSummary, bar: tqdm) -> None:
-    """Evaluate each pending configuration into one row (ok or failed) and hand it to the writer."""
-    m_needed = _largest_m_per_group([spec for spec, _ in pending])
-    shots = int(base_row["shots"])
-    for spec, run_hash in pending:
-        row = {**base_row, "run_hash": run_hash, "method": preset_name(spec, shots), **spec.to_flat()}
-        try:
-            row.update(workspace.evaluate(spec, m_needed.get(_agg_group(spec))), status="ok", error="")
-            summary.ok += 1
-            if row["acc"] > summary.best_acc:
-                summary.best_acc = row["acc"]
-                summary.best = (f"{row['acc']:.2f}% ({row['method']}: {spec.gen.name} k={spec.gen.k}, "
-                                f"{spec.agg.name}; {base_row['task']}, seed {base_row['seed']})")
-        except Exception as err:  # one failed configuration must not stop the sweep
-            row.update(FAILED_METRICS, status="failed", error=f"{type(err).__name__}: {err}")
-            summary.failed += 1
-            summary.failures.append(f"{spec.to_flat()}: {row['error']}")
-            log.debug("run failed:\n%s", traceback.format_exc())
-        row["created_at"] = datetime.now(UTC).isoformat(timespec="microseconds")
-        writer.add(row)
-        bar.update()
-        if tracker is not None:
-            tracker.log_row(row)
 
 
 @contextmanager
@@ -258,24 +96,3 @@ def sigterm_as_exit() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
-def save_head(cfg: DictConfig, workspace: Workspace, spec: MethodSpec, cell: Cell) -> Path:
-    """Save the job's imprinted head; image datasets also store the backbone config (a usable model)."""
-    extra = {"dataset": cell.dataset, "task": cell.task, "labels": json.dumps(workspace.task.labels)}
-    if cell.identity["backbone"]:
-        extra["backbone"] = json.dumps(cell.identity["backbone"])
-    path = workspace.head(spec).to("cpu").save(Path(str(cfg.save_head)).expanduser(), extra)
-    log.info("imprinted head saved to %s", path)
-    return path
-
-
-def _agg_group(spec: MethodSpec) -> tuple:
-    return (spec.norm_pre, spec.gen, spec.norm_post, spec.norm_inf, spec.agg.distance)
-
-
-def _largest_m_per_group(specs: list[MethodSpec]) -> dict[tuple, int]:
-    """Largest m among mNN variants that share proxies and distance: one neighbour search serves all."""
-    out: dict[tuple, int] = {}
-    for s in specs:
-        if s.agg.name == "mnn":
-            out[_agg_group(s)] = max(out.get(_agg_group(s), 0), s.agg.m)
-    return out
