@@ -17,6 +17,8 @@ from imprint_bench.errors import ConfigError, check_choice
 log = logging.getLogger("imprint_bench")
 
 MODES = ("run", "plan", "extract", "collect", "report")
+INTERRUPTED = ("interrupted: the runs finished so far are saved; run the same command again to resume "
+               "(finished runs are skipped)")
 #: The Hydra config tree (top-level ``conf/`` of the checkout; the package is installed editable).
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
@@ -111,6 +113,9 @@ def main(cfg: DictConfig) -> None:
             raise
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from err
+    except KeyboardInterrupt:
+        print(INTERRUPTED, file=sys.stderr)
+        raise SystemExit(130) from None
 
 
 if __name__ == "__main__":

@@ -120,10 +120,13 @@ class JobData:
 
     def workspace(self, cell: Cell, lam: float) -> Workspace:
         key = (cell.task, tuple(cell.classes or ()), cell.classes is None, cell.shots,
-               cell.seed if cell.shots > 0 else None, lam)
+               cell.seed if cell.shots > 0 else None, cell.unseen_test, lam)
         workspace = self._workspaces.get(key)
         if workspace is None:
-            task = make_task(self.features, cell.task, cell.classes, cell.shots, cell.seed)
+            task = make_task(self.features, cell.task, cell.classes, cell.shots, cell.seed, cell.unseen_test)
+            if task.n_test_excluded:
+                log.warning("[%s] %d test rows of classes without training rows are excluded (task.unseen_test="
+                            "exclude)", cell.describe(), task.n_test_excluded)
             workspace = Workspace(task, cell.seed, lam, self.features.key, PROXY_CACHE)
             self._workspaces[key] = workspace
         return workspace.with_seed(cell.seed)
@@ -148,6 +151,7 @@ def evaluate_cell(cfg: DictConfig, cell: Cell, specs: list[MethodSpec], plan_has
         "experiment": str(cfg.experiment_name), "backbone": cell.backbone, "dataset": cell.dataset,
         "mapping": cell.mapping, "task": cell.task, "seed": cell.seed, "shots": cell.shots,
         "n_classes": task.n_classes, "n_train": task.n_train, "n_test": int(task.y_test.shape[0]),
+        "n_test_excluded": task.n_test_excluded,
         "feature_key": features.key, "cell_hash": cell.hash, "device": str(data.device),
         "versions": library_versions(),
         **(_nc1_columns(task, features.key, cell.seed) if pending and cfg.nc1 else NO_NC1),

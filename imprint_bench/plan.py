@@ -7,16 +7,19 @@ a sweep can be validated and counted before any job starts.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from imprint_bench.data import FEATURE_KINDS, backbone_label
+from imprint_bench.data import FEATURE_KINDS, UNSEEN_TEST, backbone_label
 from imprint_bench.errors import ConfigError
 from imprint_bench.grid import GridPlan, expand_grid, prune_for_task
 from imprint_bench.imprint.spec import JOINT_GEN, MethodSpec, stable_hash
+
+EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9_+=-][A-Za-z0-9._+=-]{0,99}")
 
 #: Dataset/backbone fields that stay out of cell hashes: they do not change the numbers, or (ls_lambda) they
 #: do so through the method spec, which carries the effective λ.
@@ -35,6 +38,7 @@ class Cell:
     shots: int
     seed: int
     identity: dict[str, Any] = field(repr=False, default_factory=dict)
+    unseen_test: str = "error"
 
     @property
     def hash(self) -> str:
@@ -78,16 +82,19 @@ def _seed(value: Any) -> int:
     return value
 
 
-def _task_fields(task: Any) -> tuple[str, list[int] | None, int]:
-    """(name, classes, shots) of a task node, checked."""
+def _task_fields(task: Any) -> tuple[str, list[int] | None, int, str]:
+    """(name, classes, shots, unseen_test) of a task node, checked."""
     node = OmegaConf.to_container(task, resolve=True) if isinstance(task, DictConfig) else dict(task)
     name, classes, shots = node.get("name"), node.get("classes"), node.get("shots", -1)
+    unseen_test = node.get("unseen_test", "error")
+    if unseen_test not in UNSEEN_TEST:
+        raise ConfigError(f"task.unseen_test must be one of {', '.join(UNSEEN_TEST)}, got {unseen_test!r}")
     if classes is not None and (not isinstance(classes, list) or
                                 not all(isinstance(c, int) and not isinstance(c, bool) for c in classes)):
         raise ConfigError(f"task.classes must be null (all classes) or a list of integer labels, got {classes!r}")
     if isinstance(shots, bool) or not isinstance(shots, int):
         raise ConfigError(f"task.shots must be an integer (-1 = all samples), got {shots!r}")
-    return str(name), classes, shots
+    return str(name), classes, shots, unseen_test
 
 
 @dataclass
@@ -104,7 +111,10 @@ def feature_identity(cfg: DictConfig) -> FeatureIdentity:
     dataset = _semantic(cfg.dataset)
     backbone: dict[str, Any] = {}
     if dataset.get("kind") in FEATURE_KINDS:
-        if dataset.get("path"):
+        if dataset.get("kind") == "features":
+            from imprint_bench.data.npz import check_npz_file
+
+            check_npz_file(dataset.get("path"))
             dataset["file"] = file_stamp(dataset["path"])
     else:
         backbone = _semantic(cfg.backbone)
@@ -117,10 +127,14 @@ def feature_identity(cfg: DictConfig) -> FeatureIdentity:
 
 def make_cell(features: FeatureIdentity, task: Any, seed: Any) -> Cell:
     """A cell and its identity: everything that changes its numbers except the method."""
-    name, classes, shots = _task_fields(task)
+    name, classes, shots, unseen_test = _task_fields(task)
     seed = _seed(seed)
-    identity = {**features.identity, "task": {"classes": classes, "shots": shots}, "seed": seed}
-    return Cell(features.backbone, features.dataset, features.mapping, name, classes, shots, seed, identity)
+    task_identity: dict[str, Any] = {"classes": classes, "shots": shots}
+    if unseen_test != "error":  # only then can it change the numbers
+        task_identity["unseen_test"] = unseen_test
+    identity = {**features.identity, "task": task_identity, "seed": seed}
+    return Cell(features.backbone, features.dataset, features.mapping, name, classes, shots, seed, identity,
+                unseen_test)
 
 
 def method_from_cfg(cfg: DictConfig) -> MethodSpec:
@@ -154,16 +168,32 @@ class PlannedCell:
 
 
 def job_cells(cfg: DictConfig) -> list[tuple[Any, Any]]:
-    """(task node, seed) of every cell of a job: each entry of ``cells`` (set by the sweeper when it groups a
-    multirun's tasks and seeds into one job per feature set), else the job's own task and seed."""
-    if cfg.get("cells") is None:
+    """(task node, seed) of every cell of a job: from ``cells`` (set by the sweeper when it groups a multirun's
+    tasks and seeds into one job per feature set: ``{tasks: [task nodes], pairs: [[task index, seed], ...]}``),
+    else the job's own task and seed."""
+    cells = cfg.get("cells")
+    if cells is None:
         return [(cfg.task, cfg.seed)]
-    return [(entry.task, entry.seed) for entry in cfg.cells]
+    try:
+        return [(cells.tasks[int(i)], seed) for i, seed in cells.pairs]
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError) as err:
+        raise ConfigError("cells must be {tasks: [task configs], pairs: [[task index, seed], ...]} (the sweeper "
+                          f"writes it; leave it null otherwise), got {OmegaConf.to_yaml(cells).strip()!r}") from err
+
+
+def check_experiment_name(name: Any) -> str:
+    """``experiment_name`` becomes one folder under ``paths.results_dir``: a short name, no path separators."""
+    text = str(name)
+    if not EXPERIMENT_NAME.fullmatch(text):
+        raise ConfigError(f"experiment_name must be 1-100 letters, digits or . _ - + = (no / and not starting with "
+                          f"a dot), as it names a folder under paths.results_dir; got {text[:120]!r}")
+    return text
 
 
 def plan_cells(cfg: DictConfig, cells: list[tuple[Any, Any]] | None = None) -> list[PlannedCell]:
     """Validate a job's configuration and plan each of its cells (default: ``job_cells(cfg)``); no data is
     touched. The method grid is expanded once per distinct shot count."""
+    check_experiment_name(cfg.experiment_name)
     cells = job_cells(cfg) if cells is None else cells
     features = feature_identity(cfg)
     grid = OmegaConf.to_container(cfg.grid, resolve=True) if cfg.grid is not None else None

@@ -57,6 +57,17 @@ class ResultStore:
         self.root = Path(root)
         self.runs_dir = self.root / "runs"
 
+    def check_writable(self) -> None:
+        """Fail before any work when the results cannot be written (read-only or unusable folder)."""
+        try:
+            self.runs_dir.mkdir(parents=True, exist_ok=True)
+            probe = self.runs_dir / f".write-test-{uuid.uuid4().hex}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as err:
+            raise ConfigError(f"the results folder {self.root} is not writable ({err.strerror or err}); "
+                              "set paths.results_dir (or paths.root) to a folder you can write") from err
+
     def cell_dir(self, cell_hash: str) -> Path:
         return self.runs_dir / cell_hash
 

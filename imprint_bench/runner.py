@@ -63,6 +63,7 @@ def run_job(cfg: DictConfig, tracker: Any = None) -> JobSummary:
         else:
             todo.append((p, plan_hash))
     if todo:
+        store.check_writable()
         from tqdm.auto import tqdm
 
         from imprint_bench.evaluate import JobData, evaluate_cell, resolve_device

@@ -74,19 +74,26 @@ class JobGroup:
     overrides: list[str]
     cells: list[list[str]] = field(default_factory=list)
     planned: list[PlannedCell] = field(default_factory=list)
+    config: DictConfig | None = None  # the job's composed config (its first cell)
 
     @property
     def n_runs(self) -> int:
         return sum(p.n_runs for p in self.planned)
 
     def job_overrides(self) -> list[str]:
-        """What the launcher gets: the shared overrides, the first cell's (so the job composes as it), and
-        every cell's task node and seed in ``cells`` (only when there is more than one)."""
+        """What the launcher gets: the shared overrides, the first cell's (so the job composes as it), and,
+        when there is more than one cell, ``cells``: each distinct task node once, and (task index, seed) pairs."""
         if len(self.planned) == 1:
             return [*self.overrides, *self.cells[0]]
-        entries = [{"task": OmegaConf.to_container(p.task, resolve=True) if isinstance(p.task, DictConfig)
-                     else p.task, "seed": p.cell.seed} for p in self.planned]
-        return [*self.overrides, *self.cells[0], f"cells={override_value(entries)}"]
+        tasks: list[dict] = []
+        pairs = []
+        for p in self.planned:
+            node = OmegaConf.to_container(p.task, resolve=True) if isinstance(p.task, DictConfig) else dict(p.task)
+            if node not in tasks:
+                tasks.append(node)
+            pairs.append([tasks.index(node), p.cell.seed])
+        cells = override_value({"tasks": tasks, "pairs": pairs})
+        return [*self.overrides, *self.cells[0], f"cells={cells}"]
 
 
 def override_value(value: Any) -> str:
@@ -155,6 +162,7 @@ def plan_groups(groups: list[JobGroup], compose: Compose) -> None:
                 task_nodes[(*base, "|", *split)] = first.task
             cells = [(task_node(_task_overrides(c), base), _seed_value(c, first)) for c in group.cells]
             group.planned = plan_cells(first, cells)
+            group.config = first
         except ConfigError as err:
             raise ConfigError(f"job {' '.join(group.overrides) or '(no overrides)'}: {err}") from err
 

@@ -6,7 +6,7 @@ import pytest
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from imprint_bench.errors import ConfigError
-from imprint_bench.plan import plan_job
+from imprint_bench.plan import job_cells, plan_job
 from imprint_bench.sweep import Composer, expand, group_jobs, override_value, plan_groups
 
 GROUPS = {"backbone", "dataset", "task", "norm", "gen", "agg", "method", "tracker", "extract", "experiment", "paths"}
@@ -85,8 +85,10 @@ def test_job_overrides_carry_every_cell(compose_cfg, npz_file):
                                 "seed=1,2"))
     plan_groups(groups, lambda o: compose_cfg(*o))
     cfg = compose_cfg(*groups[0].job_overrides())
-    assert [(c.task.name, c.task.classes, c.seed) for c in cfg.cells] == [
+    assert [(t.name, t.classes, seed) for t, seed in job_cells(cfg)] == [
         ("all", None, 1), ("all", None, 2), ("short", [0, 1, 2], 1), ("short", [0, 1, 2], 2)]
     single = group_jobs(jobs_of("dataset=features", f"dataset.path={npz_file}", "method=qi"))
     plan_groups(single, lambda o: compose_cfg(*o))
     assert not any(o.startswith("cells=") for o in single[0].job_overrides())
+    with pytest.raises(ConfigError, match="cells must be"):
+        job_cells(compose_cfg("cells={pairs:[[3,1]]}"))

@@ -69,6 +69,14 @@ class CellSweeper(Sweeper):
         if self.config.get("mode") == "plan":
             print(describe_plan(groups))
             return []
+        from imprint_bench.results import ResultStore
+
+        try:
+            for root in {Path(g.config.paths.results_dir) / str(g.config.experiment_name) for g in groups}:
+                ResultStore(root).check_writable()
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from err
         log.info("%d jobs, %d cells, %d runs", len(groups), sum(len(g.planned) for g in groups),
                  sum(g.n_runs for g in groups))
         self.launcher = Plugins.instance().instantiate_launcher(
@@ -79,9 +87,18 @@ class CellSweeper(Sweeper):
         jobs = [g.job_overrides() for g in groups]
         size = self.max_batch_size if self.max_batch_size and self.max_batch_size > 0 else len(jobs)
         returns = []
-        for start in range(0, len(jobs), size):
-            results = self.launcher.launch(jobs[start:start + size], initial_job_idx=start)
-            for r in results:
-                _ = r.return_value  # re-raises a job's exception, as Hydra's basic sweeper does
-            returns.append(results)
+        try:
+            for start in range(0, len(jobs), size):
+                results = self.launcher.launch(jobs[start:start + size], initial_job_idx=start)
+                for r in results:
+                    _ = r.return_value  # re-raises a job's exception, as Hydra's basic sweeper does
+                returns.append(results)
+        except ConfigError as err:  # bad data found by a job (e.g. a features file's content)
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from err
+        except KeyboardInterrupt:
+            from imprint_bench.__main__ import INTERRUPTED
+
+            print(INTERRUPTED, file=sys.stderr)
+            raise SystemExit(130) from None
         return returns

@@ -15,6 +15,9 @@ if TYPE_CHECKING:  # torch is imported only when features are loaded (fast start
 #: Dataset kinds that are already features (no backbone involved).
 FEATURE_KINDS = ("features", "synthetic")
 
+#: ``task.unseen_test``: what happens to test rows of classes without training rows (task ``all``).
+UNSEEN_TEST = ("error", "exclude")
+
 
 def _plain(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)

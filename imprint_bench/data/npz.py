@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import hashlib
+import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from imprint_bench.data.base import FeatureSet
 from imprint_bench.errors import ConfigError
 
+if TYPE_CHECKING:
+    from imprint_bench.data.base import FeatureSet
+
 REQUIRED_KEYS = ("X_train", "y_train", "X_test", "y_test")
+ZIP_SIGNATURE = b"PK\x03\x04"  # every .npz (numpy.savez, savez_compressed) is a zip archive
+
+
+def _array(data: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
+    """One array of the archive; object (pickled) arrays are refused with the file and key named."""
+    try:
+        return data[key]
+    except ValueError as err:
+        raise ConfigError(f"features file {path}: {key} is an object array, which is never unpickled here; "
+                          f"save {key} as a numeric (or, for class_names, string) array") from err
+    except (OSError, EOFError, zipfile.BadZipFile) as err:
+        raise ConfigError(f"features file {path}: {key} cannot be read ({err}); the archive is damaged") from err
 
 
 def file_digest(path: Path) -> str:
@@ -23,16 +38,77 @@ def file_digest(path: Path) -> str:
     return h.hexdigest()
 
 
-def load_npz_features(path: str | Path) -> FeatureSet:
-    """Read and validate a features file; every error names the file and the problem."""
+def check_npz_file(path: str | Path) -> None:
+    """Cheap checks before any work (the sweeper runs them while planning): the file exists, is a .npz with
+    the required keys, holds no object arrays, and its splits have matching lengths. Reads only the headers."""
+    if not path or str(path) == "???":
+        raise ConfigError(f"dataset.path must name a .npz with keys {', '.join(REQUIRED_KEYS)} (dataset.path=emb.npz)")
     path = Path(path).expanduser()
     if not path.is_file():
         raise ConfigError(
             f"features file {path} does not exist (set dataset.path to a .npz with keys {', '.join(REQUIRED_KEYS)})"
         )
+    with path.open("rb") as f:
+        signature = f.read(4)
+    if signature != ZIP_SIGNATURE:
+        what = "is empty" if not signature else "is not a .npz (zip) archive"
+        raise ConfigError(f"features file {path} {what}; write it with numpy.savez(path, X_train=..., y_train=..., "
+                          "X_test=..., y_test=...)")
+    headers = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = {n.removesuffix(".npy") for n in archive.namelist()}
+            missing = [k for k in REQUIRED_KEYS if k not in names]
+            if missing:
+                raise ConfigError(f"features file {path} lacks keys {missing}; it has {sorted(names)}, needs "
+                                  f"{list(REQUIRED_KEYS)} (optional: class_names)")
+            for key in [*REQUIRED_KEYS, *(["class_names"] if "class_names" in names else [])]:
+                with archive.open(f"{key}.npy") as f:
+                    version = np.lib.format.read_magic(f)
+                    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else (
+                        np.lib.format.read_array_header_2_0)
+                    headers[key] = read(f)  # (shape, fortran order, dtype)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
+        raise ConfigError(f"features file {path} is not a readable .npz: {err}") from err
+    for key, (_, _, dtype) in headers.items():
+        if dtype.hasobject:
+            raise ConfigError(f"features file {path}: {key} is an object array, which is never unpickled here; "
+                              f"save {key} as a numeric (or, for class_names, string) array")
+    for split in ("train", "test"):
+        (x_shape, _, _), (y_shape, _, _) = headers[f"X_{split}"], headers[f"y_{split}"]
+        if len(x_shape) != 2 or len(y_shape) != 1 or x_shape[0] != y_shape[0]:
+            raise ConfigError(f"features file {path}: X_{split} must be [n, dim] with one label per row in "
+                              f"y_{split} [n]; got X_{split} {x_shape} and y_{split} {y_shape}")
+        if x_shape[0] == 0:
+            raise ConfigError(f"features file {path}: X_{split} has no rows")
+    if "class_names" in headers:
+        _check_class_names(path, headers)
+
+
+def _check_class_names(path: Path, headers: dict) -> None:
+    """One distinct name per label (reads the labels and names only, which are small)."""
+    with np.load(path, allow_pickle=False) as data:
+        names = [str(c) for c in data["class_names"]]
+        top = max(int(data[k].max(initial=-1)) for k in ("y_train", "y_test") if headers[k][2].kind in "iuf")
+    if len(names) < top + 1:
+        raise ConfigError(f"features file {path}: class_names has {len(names)} names but the labels go up to "
+                          f"{top}; give one name per label 0..{top} (or drop class_names)")
+    duplicates = sorted({c for c in names if names.count(c) > 1})
+    if duplicates:
+        raise ConfigError(f"features file {path}: class_names repeats {duplicates}; each class needs its own name")
+
+
+def load_npz_features(path: str | Path) -> FeatureSet:
+    """Read and validate a features file; every error names the file and the problem."""
+    import torch
+
+    from imprint_bench.data.base import FeatureSet
+
+    path = Path(path).expanduser()
+    check_npz_file(path)
     try:
         data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as err:
         raise ConfigError(f"features file {path} is not a readable .npz: {err}") from err
     with data:
         missing = [k for k in REQUIRED_KEYS if k not in data.files]
@@ -41,8 +117,8 @@ def load_npz_features(path: str | Path) -> FeatureSet:
                 f"features file {path} lacks keys {missing}; it has {data.files}, needs "
                 f"{list(REQUIRED_KEYS)} (optional: class_names)"
             )
-        arrays = {k: data[k] for k in REQUIRED_KEYS}
-        class_names = [str(c) for c in data["class_names"]] if "class_names" in data.files else []
+        arrays = {k: _array(data, k, path) for k in REQUIRED_KEYS}
+        class_names = [str(c) for c in _array(data, "class_names", path)] if "class_names" in data.files else []
     for split in ("train", "test"):
         x, y = arrays[f"X_{split}"], arrays[f"y_{split}"]
         if not np.issubdtype(x.dtype, np.number):

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 import torch
 
+from imprint_bench.data import UNSEEN_TEST
 from imprint_bench.data.base import FeatureSet
-from imprint_bench.errors import ConfigError
+from imprint_bench.errors import ConfigError, check_choice
 from imprint_bench.imprint.rng import generator
 
 #: The paper's class splits (spec §3.4); ``all`` is every class of the dataset.
@@ -32,6 +33,7 @@ class Task:
     x_test: torch.Tensor
     y_test: torch.Tensor
     shots: int = -1
+    n_test_excluded: int = 0  # test rows of classes without training rows, left out (task.unseen_test=exclude)
 
     @property
     def n_classes(self) -> int:
@@ -51,14 +53,30 @@ class Task:
         return torch.cat(self.train), torch.cat(y)
 
 
-def make_task(features: FeatureSet, name: str, classes: Sequence[int] | None, shots: int = -1, seed: int = 0) -> Task:
+def make_task(features: FeatureSet, name: str, classes: Sequence[int] | None, shots: int = -1, seed: int = 0,
+              unseen_test: str = "error") -> Task:
     """Restrict ``features`` to ``classes`` (None = all, in label order) and renumber them 0..C-1.
 
     With ``shots > 0`` each class keeps a random sample of ``min(shots, n)`` train rows drawn from
     (seed, "shots", label): the same rows for every method at that seed (paired comparisons).
+    With ``classes=None``, test rows of classes that have no training rows are an error (they would be
+    dropped and inflate the accuracy), unless ``unseen_test="exclude"``: then they are left out and counted
+    in ``Task.n_test_excluded``.
     """
+    check_choice("task.unseen_test", unseen_test, UNSEEN_TEST)
     available = sorted(int(v) for v in torch.unique(features.y_train).tolist())
     labels = available if classes is None else [int(c) for c in classes]
+    n_excluded = 0
+    if classes is None:
+        unseen = sorted(set(torch.unique(features.y_test).tolist()) - set(available))
+        if unseen:
+            rows = int(torch.isin(features.y_test, torch.tensor(unseen, device=features.y_test.device)).sum())
+            if unseen_test == "error":
+                raise ConfigError(
+                    f"task {name!r}: the test split of {features.source or 'the dataset'} has {rows} rows of classes "
+                    f"{unseen} that have no training rows; they cannot be predicted. Set task.unseen_test=exclude to "
+                    "evaluate on the training classes only (the rows are counted in n_test_excluded)")
+            n_excluded = rows
     if not labels:
         raise ConfigError(f"task {name!r} has no classes")
     if len(set(labels)) != len(labels):
@@ -87,4 +105,4 @@ def make_task(features: FeatureSet, name: str, classes: Sequence[int] | None, sh
         raise ConfigError(f"task {name!r}: the test split has no samples of classes {labels}")
     names = features.class_names
     class_names = [names[c] if c < len(names) else str(c) for c in labels]
-    return Task(name, labels, class_names, train, features.x_test[keep], remap[y_test[keep]], shots)
+    return Task(name, labels, class_names, train, features.x_test[keep], remap[y_test[keep]], shots, n_excluded)

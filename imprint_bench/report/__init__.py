@@ -199,6 +199,7 @@ def _intro(ctx: _Ctx, source: str) -> None:
             f"Label mappings: {_mapping_summary(ok['mapping'])}",
             f"Seeds: {_list(ok['seed'])}; shots: {_list(ok['shots'].map(lambda s: 'all' if s == -1 else s))}",
             f"Configurations: {ok['label'].nunique()} (presets: {_list(ok.loc[ok['method'] != 'custom', 'method'])})",
+            *_excluded_test_rows(ok),
         ]
     )
     ctx.doc.para(
@@ -597,6 +598,16 @@ def _section_nc(ctx: _Ctx) -> None:
         )
     for c, f in fits.items():
         ctx.summary[f"report/nc1_gain/{c}/spearman"] = f["rho"]
+
+
+def _excluded_test_rows(ok: pd.DataFrame) -> list[str]:
+    """A bullet when test rows were left out (classes without training rows, ``task.unseen_test=exclude``)."""
+    if "n_test_excluded" not in ok or not (ok["n_test_excluded"].fillna(0) > 0).any():
+        return []
+    cells = ok[ok["n_test_excluded"].fillna(0) > 0].drop_duplicates("cell_hash")
+    return [f"**Test rows excluded**: {int(cells['n_test_excluded'].sum())} test rows in {len(cells)} cells belong to "
+            "classes without training rows and were left out (task.unseen_test=exclude); accuracies cover the "
+            "training classes only"]
 
 
 def _section_runs(ctx: _Ctx) -> None:

@@ -1,0 +1,127 @@
+"""Bad input gets one clear line before any work; nothing is dropped silently; Ctrl-C keeps what is done."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from imprint_bench.data.npz import load_npz_features
+from imprint_bench.data.tasks import make_task
+from imprint_bench.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def cli(root: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "IMPRINT_BENCH_ROOT": str(root), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    return subprocess.run([sys.executable, "-m", "imprint_bench", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def write_npz(path: Path, mixture, **changes) -> Path:
+    data = {"X_train": mixture.x_train.numpy(), "y_train": mixture.y_train.numpy(), "X_test": mixture.x_test.numpy(),
+            "y_test": mixture.y_test.numpy(), **changes}
+    np.savez(path, **{k: v for k, v in data.items() if v is not None})
+    return path
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda p, m: p.write_bytes(b""), "is empty"),
+    (lambda p, m: p.write_text("X_train,y_train\n1,2\n"), r"is not a \.npz \(zip\) archive"),
+    (lambda p, m: write_npz(p, m, X_train=np.array([object()] * len(m.y_train), dtype=object)),
+     "X_train is an object array, which is never unpickled"),
+    (lambda p, m: write_npz(p, m, class_names=np.array(["a", "b"])), "class_names has 2 names but the labels go up"),
+    (lambda p, m: write_npz(p, m, class_names=np.array([f"c{i % 9}" for i in range(10)])),
+     r"class_names repeats \['c0'\]"),
+])
+def test_bad_feature_files_get_one_line(tmp_path, mixture, make, message):
+    path = tmp_path / "bad.npz"
+    make(path, mixture)
+    with pytest.raises(ConfigError, match=message):
+        load_npz_features(path)
+    out = cli(tmp_path, "dataset=features", f"dataset.path={path}", "method=qi", "nc1=false")
+    assert out.returncode == 2 and message.replace("\\", "") in out.stderr.replace("\\", "")
+    assert "Traceback" not in out.stderr and not (tmp_path / "outputs" / "results").exists()
+
+
+def test_test_classes_without_training_rows_are_an_error_or_counted(tmp_path, mixture):
+    keep = mixture.y_train != 9
+    only_test = write_npz(tmp_path / "unseen.npz", mixture, X_train=mixture.x_train[keep].numpy(),
+                          y_train=mixture.y_train[keep].numpy())
+    features = load_npz_features(only_test)
+    with pytest.raises(ConfigError, match=r"60 rows of classes \[9\] that have no training rows"):
+        make_task(features, "all", None)
+    task = make_task(features, "all", None, unseen_test="exclude")
+    assert task.n_classes == 9 and task.n_test_excluded == 60 and int(task.y_test.shape[0]) == 540
+    assert make_task(features, "even", [0, 2, 4]).n_test_excluded == 0  # an explicit class list is not affected
+
+    out = cli(tmp_path, "dataset=features", f"dataset.path={only_test}", "method=qi", "nc1=false")
+    assert out.returncode == 2 and "task.unseen_test=exclude" in out.stderr and "Traceback" not in out.stderr
+    out = cli(tmp_path, "dataset=features", f"dataset.path={only_test}", "method=qi", "nc1=false",
+              "task.unseen_test=exclude")
+    assert out.returncode == 0, out.stderr
+    row = pd.read_parquet(tmp_path / "outputs" / "results" / "adhoc" / "results.parquet").iloc[0]
+    assert (row.n_test, row.n_test_excluded, row.n_classes) == (540, 60, 9)
+
+    from imprint_bench.report import build_report
+
+    report = build_report(tmp_path / "outputs" / "results" / "adhoc" / "results.parquet", tmp_path / "report")
+    assert "60 test rows in 1 cells belong to classes without training rows" in Path(report).read_text()
+
+
+@pytest.mark.parametrize("name", ["../../escape", "a/b", ".hidden", "x" * 101, ""])
+def test_experiment_name_must_be_one_folder_name(tmp_path, npz_file, name):
+    out = cli(tmp_path, "dataset=features", f"dataset.path={npz_file}", "method=qi", f"experiment_name='{name}'")
+    assert out.returncode == 2 and "experiment_name must be 1-100 letters" in out.stderr
+    assert not (tmp_path / "outputs" / "results").exists() and not (tmp_path.parent / "escape").exists()
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write into read-only folders")
+def test_read_only_results_folder_fails_before_any_run(tmp_path, npz_file):
+    results = tmp_path / "ro"
+    results.mkdir()
+    results.chmod(0o500)
+    out = cli(tmp_path, "dataset=features", f"dataset.path={npz_file}", "method=qi", f"paths.results_dir={results}")
+    assert out.returncode == 2 and "is not writable" in out.stderr
+
+
+def test_unwritable_results_folder_fails_before_any_run(tmp_path, npz_file):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the results folder should be")
+    for args in ([], ["-m", "seed=1,2"]):
+        out = cli(tmp_path, *args, "dataset=features", f"dataset.path={npz_file}", "method=qi", "nc1=false",
+                  f"paths.results_dir={blocker}")
+        assert out.returncode == 2 and "is not writable" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_ctrl_c_prints_one_line_and_keeps_finished_runs(tmp_path):
+    env = {**os.environ, "IMPRINT_BENCH_ROOT": str(tmp_path), "WANDB_MODE": "disabled"}
+    args = ("-m", "dataset=synthetic", "dataset.dim=16", "nc1=false", "flush_every=2", "seed=1,2,3,4",
+            "grid={gen.name:[kmeans,kmedoids,fps],gen.k:[1,2,3,4,5,6,7,8]}")
+    proc = subprocess.Popen([sys.executable, "-m", "imprint_bench", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    runs = tmp_path / "outputs" / "results" / "adhoc" / "runs"
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(runs.glob("*/*.parquet"))) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "interrupted: the runs finished so far are saved" in err and "Traceback" not in err
+    assert sum(len(pd.read_parquet(p)) for p in runs.glob("*/*.parquet")) > 0
+
+
+def test_seed_must_be_an_integer(tmp_path, npz_file):
+    out = cli(tmp_path, "dataset=features", f"dataset.path={npz_file}", "method=qi", "seed=abc")
+    assert out.returncode == 2 and "seed must be an integer, got 'abc'" in out.stderr
+    assert torch.__version__  # the engine was never needed for this
