@@ -33,8 +33,12 @@ class CollectOnMultirunEnd(Callback):
         result = collect(root)
         print(result.describe())
         if len(result.table):
+            from imprint_bench.report.data import separate_feature_sets
             from imprint_bench.report.tables import format_table1
             from imprint_bench.tracking import log_collected
 
-            print(format_table1(result.table))
+            table, notes = separate_feature_sets(result.table)
+            for note in notes:
+                print(f"note: {note}")
+            print(format_table1(table))
             log_collected(config, result.table, root / "report")

@@ -26,7 +26,6 @@ import shutil
 import threading
 import time
 import uuid
-import warnings
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -261,9 +260,7 @@ def _read_entry_or_warn(entry: Path) -> CachedFeatures | None:
     try:
         return _read_entry(entry)
     except CorruptCacheEntry as err:
-        message = f"feature cache entry {entry} is corrupt ({err}); extracting it again"
-        log.warning(message)
-        warnings.warn(message, RuntimeWarning, stacklevel=4)
+        log.warning("feature cache entry %s is corrupt (%s); extracting it again", entry, err)  # said once
         return None
 
 

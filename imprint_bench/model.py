@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from torch import nn
 
 from imprint_bench.backbones import Backbone, load_backbone
@@ -43,20 +43,46 @@ class ImprintedClassifier(nn.Module):
         device = self.head.proxies.device
         names = []
         for start in range(0, len(images), batch_size):
-            chunk = torch.stack([self.preprocess.pil_to_uint8(im) for im in images[start : start + batch_size]])
-            scores = self(self.preprocess.normalize(chunk.to(device)))
+            try:
+                chunk = torch.stack([self.preprocess.pil_to_uint8(im) for im in images[start : start + batch_size]])
+            except RuntimeError as err:
+                raise ConfigError(f"the images of one batch have different sizes or channels ({err}); this backbone "
+                                  "keeps native sizes, so give images like the ones the head was imprinted on") from err
+            features = self.backbone(self.preprocess.normalize(chunk.to(device))).flatten(1)
+            if features.shape[1] != self.head.proxies.shape[1]:
+                raise ConfigError(f"these images give {features.shape[1]}-d features but the head expects "
+                                  f"{self.head.proxies.shape[1]}-d ones: give images like the ones it was imprinted "
+                                  f"on (size, grey or colour; {tuple(chunk.shape[1:])} here)")
+            scores = self.head(features)
             names += [self.class_names[i] for i in scores.argmax(1).tolist()]
         return names
 
     @classmethod
-    def load(cls, head_path: str | Path, device: torch.device | str = "cpu") -> ImprintedClassifier:
-        """Rebuild backbone + head from a head saved with ``save_head=`` (its metadata holds the backbone)."""
+    def load(cls, head_path: str | Path, device: torch.device | str = "cpu",
+             checkpoint: str | Path | None = None) -> ImprintedClassifier:
+        """Rebuild backbone + head from a head saved with ``save_head=`` (its metadata holds the backbone).
+
+        A backbone with local weights is loaded from ``checkpoint`` only: a path written in a file is never
+        followed on its own (it could point anywhere)."""
         meta = ImprintedHead.read_metadata(head_path)
         if "backbone" not in meta:
             raise ConfigError(f"{head_path} has no backbone metadata: it was saved from features, not images; "
                               "load it with ImprintedHead.load and apply it to your own embeddings")
-        backbone = load_backbone(json.loads(meta["backbone"]), device)
-        return cls(backbone, ImprintedHead.load(head_path, device))
+        head = ImprintedHead.load(head_path, device)
+        try:
+            config = json.loads(meta["backbone"])
+        except ValueError as err:
+            raise ConfigError(f"{head_path}: unreadable backbone metadata ({err})") from err
+        if not isinstance(config, dict):
+            raise ConfigError(f"{head_path}: the backbone metadata must be a mapping, got {config!r}")
+        config = {k: v for k, v in config.items() if k not in ("checkpoint_file", "amp")}
+        if config.get("checkpoint"):
+            if checkpoint is None:
+                raise ConfigError(f"{head_path} was imprinted on a backbone with local weights "
+                                  f"({config['checkpoint']}); pass that weights file explicitly "
+                                  "(imprint-bench-predict --checkpoint PATH, or checkpoint=PATH)")
+            config["checkpoint"] = str(checkpoint)
+        return cls(load_backbone(config, device), head)
 
 
 def predict_main(argv: Sequence[str] | None = None) -> None:
@@ -65,11 +91,28 @@ def predict_main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("head", type=Path, help="a head saved with imprint-bench ... save_head=PATH")
     parser.add_argument("images", type=Path, nargs="+", help="image files")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--checkpoint", type=Path, help="the backbone's local weights file, if it was imprinted "
+                        "on one (a path stored in the head file is never followed)")
     args = parser.parse_args(argv)
+    if not args.head.is_file():
+        raise SystemExit(f"error: head file {args.head} does not exist or is not a file")
     try:
-        model = ImprintedClassifier.load(args.head, args.device)
+        model = ImprintedClassifier.load(args.head, args.device, args.checkpoint)
     except (ConfigError, ValueError, OSError) as err:
         raise SystemExit(f"error: {err}") from err
-    images = [Image.open(p).convert("RGB") for p in args.images]
-    for path, name in zip(args.images, model.predict_images(images), strict=True):
+    except Exception as err:  # safetensors' own error for a file that is not a safetensors file
+        raise SystemExit(f"error: {args.head} is not a head file saved by imprint-bench ({err})") from err
+    images = []
+    for path in args.images:
+        try:
+            with Image.open(path) as image:
+                image.load()
+                images.append(image.copy())
+        except (OSError, UnidentifiedImageError) as err:
+            raise SystemExit(f"error: cannot read image {path}: {err}") from err
+    try:
+        names = model.predict_images(images)
+    except ConfigError as err:
+        raise SystemExit(f"error: {err}") from err
+    for path, name in zip(args.images, names, strict=True):
         print(f"{path}\t{name}")

@@ -110,19 +110,23 @@ class FeatureIdentity:
 def feature_identity(cfg: DictConfig) -> FeatureIdentity:
     dataset = _semantic(cfg.dataset)
     backbone: dict[str, Any] = {}
+    labels = {"backbone": backbone_label(cfg.dataset, cfg.backbone), "name": str(dataset.get("name"))}
     if dataset.get("kind") in FEATURE_KINDS:
         if dataset.get("kind") == "features":
-            from imprint_bench.data.npz import check_npz_file
+            from imprint_bench.data.npz import check_npz_file, stored_labels
 
             check_npz_file(dataset.get("path"))
             dataset["file"] = file_stamp(dataset["path"])
+            stored = stored_labels(dataset["path"])  # a features file labels its rows unless the config does
+            labels = {"backbone": dataset.get("backbone") or stored.get("backbone") or "precomputed",
+                      "name": dataset.get("name") or stored.get("name") or Path(str(dataset["path"])).stem}
     else:
         backbone = _semantic(cfg.backbone)
         if backbone.get("checkpoint"):
             backbone["checkpoint_file"] = file_stamp(backbone["checkpoint"])
         backbone["amp"] = bool(cfg.extract.get("amp", False))  # bf16 features differ from fp32 ones
-    return FeatureIdentity(backbone_label(cfg.dataset, cfg.backbone), str(dataset.get("name")),
-                           str(dataset.get("mapping") or "none"), {"dataset": dataset, "backbone": backbone})
+    return FeatureIdentity(str(labels["backbone"]), str(labels["name"]), str(dataset.get("mapping") or "none"),
+                           {"dataset": dataset, "backbone": backbone})
 
 
 def make_cell(features: FeatureIdentity, task: Any, seed: Any) -> Cell:

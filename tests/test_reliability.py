@@ -125,3 +125,32 @@ def test_seed_must_be_an_integer(tmp_path, npz_file):
     out = cli(tmp_path, "dataset=features", f"dataset.path={npz_file}", "method=qi", "seed=abc")
     assert out.returncode == 2 and "seed must be an integer, got 'abc'" in out.stderr
     assert torch.__version__  # the engine was never needed for this
+
+
+def test_feature_files_label_their_rows(tmp_path, mixture, compose_cfg):
+    from imprint_bench.plan import plan_job
+
+    plain = write_npz(tmp_path / "mnist_vit.npz", mixture)
+    named = write_npz(tmp_path / "x.npz", mixture, name=np.array("cifar"), backbone=np.array("vit_b_16"))
+    cell = plan_job(compose_cfg("dataset=features", f"dataset.path={plain}", "method=qi"))[0]
+    assert (cell.backbone, cell.dataset) == ("precomputed", "mnist_vit")
+    cell = plan_job(compose_cfg("dataset=features", f"dataset.path={named}", "method=qi"))[0]
+    assert (cell.backbone, cell.dataset) == ("vit_b_16", "cifar")
+    cell = plan_job(compose_cfg("dataset=features", f"dataset.path={named}", "dataset.name=mine", "method=qi"))[0]
+    assert cell.dataset == "mine"
+
+
+def test_different_feature_sets_never_share_a_report_group():
+    from imprint_bench.report.data import separate_feature_sets
+
+    rows = pd.DataFrame({"backbone": ["b"] * 4, "dataset": ["d", "d", "d", "e"], "mapping": ["none"] * 4,
+                         "feature_key": ["npz-aaaaaaaa11", "npz-aaaaaaaa11", "npz-bbbbbbbb22", "npz-cccccccc33"]})
+    out, notes = separate_feature_sets(rows)
+    assert list(out["dataset"]) == ["d [aaaaaaaa]", "d [aaaaaaaa]", "d [bbbbbbbb]", "e"]
+    assert len(notes) == 1 and "2 different feature sets are labelled b / d" in notes[0]
+    assert separate_feature_sets(rows.iloc[:2])[1] == []
+
+
+def test_a_subset_larger_than_the_split_is_an_error(tmp_path):
+    out = cli(tmp_path, "dataset=digits", "backbone=pixels", "method=qi", "nc1=false", "dataset.subset.train=100000")
+    assert out.returncode == 2 and "dataset.subset.train=100000 but the train split has only" in out.stderr

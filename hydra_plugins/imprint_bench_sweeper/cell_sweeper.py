@@ -54,29 +54,33 @@ class CellSweeper(Sweeper):
         return "@" in key or name in self._groups[parent]
 
     def sweep(self, arguments: list[str]) -> Any:
+        """Plan (and, unless ``mode=plan``, launch) the sweep; bad input ends it with one line (exit code 2)."""
+        from imprint_bench.__main__ import INTERRUPTED
         from imprint_bench.errors import ConfigError
+
+        try:
+            return self._sweep(arguments)
+        except ConfigError as err:  # Hydra would print a stack trace; one line is enough
+            print(f"error: {err}", file=sys.stderr)
+            raise SystemExit(2) from err
+        except KeyboardInterrupt:
+            print(INTERRUPTED, file=sys.stderr)
+            raise SystemExit(130) from None
+
+    def _sweep(self, arguments: list[str]) -> Any:
+        from imprint_bench.results import ResultStore
         from imprint_bench.sweep import Composer, describe_plan, expand, group_jobs, plan_groups
 
         assert self.config is not None and self.hydra_context is not None
         args = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
-        try:
-            groups = group_jobs(expand(parser.parse_overrides(args)))
-            plan_groups(groups, Composer(self._compose, self._is_group))
-        except ConfigError as err:  # Hydra would print a stack trace; one line is enough
-            print(f"error: {err}", file=sys.stderr)
-            raise SystemExit(2) from err
+        groups = group_jobs(expand(parser.parse_overrides(args)))
+        plan_groups(groups, Composer(self._compose, self._is_group))
         if self.config.get("mode") == "plan":
             print(describe_plan(groups))
             return []
-        from imprint_bench.results import ResultStore
-
-        try:
-            for root in {Path(g.config.paths.results_dir) / str(g.config.experiment_name) for g in groups}:
-                ResultStore(root).check_writable()
-        except ConfigError as err:
-            print(f"error: {err}", file=sys.stderr)
-            raise SystemExit(2) from err
+        for root in {Path(g.config.paths.results_dir) / str(g.config.experiment_name) for g in groups}:
+            ResultStore(root).check_writable()
         log.info("%d jobs, %d cells, %d runs", len(groups), sum(len(g.planned) for g in groups),
                  sum(g.n_runs for g in groups))
         self.launcher = Plugins.instance().instantiate_launcher(
@@ -87,18 +91,9 @@ class CellSweeper(Sweeper):
         jobs = [g.job_overrides() for g in groups]
         size = self.max_batch_size if self.max_batch_size and self.max_batch_size > 0 else len(jobs)
         returns = []
-        try:
-            for start in range(0, len(jobs), size):
-                results = self.launcher.launch(jobs[start:start + size], initial_job_idx=start)
-                for r in results:
-                    _ = r.return_value  # re-raises a job's exception, as Hydra's basic sweeper does
-                returns.append(results)
-        except ConfigError as err:  # bad data found by a job (e.g. a features file's content)
-            print(f"error: {err}", file=sys.stderr)
-            raise SystemExit(2) from err
-        except KeyboardInterrupt:
-            from imprint_bench.__main__ import INTERRUPTED
-
-            print(INTERRUPTED, file=sys.stderr)
-            raise SystemExit(130) from None
+        for start in range(0, len(jobs), size):
+            results = self.launcher.launch(jobs[start:start + size], initial_job_idx=start)
+            for r in results:
+                _ = r.return_value  # re-raises a job's exception (a ConfigError: bad data found by a job)
+            returns.append(results)
         return returns

@@ -179,7 +179,10 @@ class Subset:
         if size is None:
             return np.arange(len(labels))
         if not self.per_class:
-            return np.arange(min(size, len(labels)))
+            if size > len(labels):
+                raise ConfigError(f"dataset.subset.{split}={size} but the {split} split has only {len(labels)} rows; "
+                                  f"use at most {len(labels)} (or null for all)")
+            return np.arange(size)
         rng = np.random.default_rng([self.seed, SPLITS.index(split)])
         picks = [rng.permutation(np.flatnonzero(labels == label))[:size] for label in np.unique(labels)]
         return np.sort(np.concatenate(picks))

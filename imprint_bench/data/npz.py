@@ -98,6 +98,13 @@ def _check_class_names(path: Path, headers: dict) -> None:
         raise ConfigError(f"features file {path}: class_names repeats {duplicates}; each class needs its own name")
 
 
+def stored_labels(path: str | Path) -> dict[str, str]:
+    """Optional ``name`` and ``backbone`` entries of a features file (0-d string arrays): the labels its rows get
+    unless the config sets ``dataset.name`` / ``dataset.backbone``."""
+    with np.load(Path(path).expanduser(), allow_pickle=False) as data:
+        return {k: str(data[k]) for k in ("name", "backbone") if k in data.files and data[k].dtype.kind in "US"}
+
+
 def load_npz_features(path: str | Path) -> FeatureSet:
     """Read and validate a features file; every error names the file and the problem."""
     import torch

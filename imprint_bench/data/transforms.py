@@ -30,6 +30,10 @@ INTERPOLATIONS = {
 }
 
 
+#: PIL modes of single-channel images.
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+
+
 @dataclass(frozen=True)
 class Preprocess:
     """Eval transform: resize → centre crop → [0, 1] → normalise (→ 3 channels if ``to_rgb``).
@@ -76,8 +80,10 @@ class Preprocess:
         return images
 
     def pil_to_uint8(self, image: Image.Image) -> torch.Tensor:
-        """File datasets: decoded image → resized, cropped uint8 tensor ``[3, H, W]`` (runs in workers)."""
-        return TF.pil_to_tensor(self.resize_crop(image.convert("RGB")))
+        """File datasets: decoded image → resized, cropped uint8 tensor ``[3, H, W]``; without ``to_rgb`` (the
+        ``pixels`` backbone) a grey image stays ``[1, H, W]``, its native channels (runs in workers)."""
+        grey = not self.to_rgb and image.mode in GREY_MODES
+        return TF.pil_to_tensor(self.resize_crop(image.convert("L" if grey else "RGB")))
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 batch ``[B, C, H, W]`` → float32 normalised batch (grey replicated to RGB if ``to_rgb``)."""

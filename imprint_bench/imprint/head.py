@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
+from imprint_bench.errors import ConfigError, check_choice
 from imprint_bench.imprint.aggregate import class_scores
 from imprint_bench.imprint.normalize import normalize_features
-from imprint_bench.imprint.spec import AggSpec, MethodSpec
+from imprint_bench.imprint.spec import NORM_INF, AggSpec, MethodSpec
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 class ImprintedHead(nn.Module):
@@ -43,14 +48,15 @@ class ImprintedHead(nn.Module):
     @classmethod
     def fit(
         cls,
-        x: torch.Tensor,
-        y: torch.Tensor,
+        x: torch.Tensor | ArrayLike,
+        y: torch.Tensor | ArrayLike,
         method: MethodSpec | str = "ours",
         class_names: list[str] | None = None,
         seed: int = 0,
         lam: float = 1e-4,
     ) -> ImprintedHead:
-        """Imprint a head from train features ``x`` [n, d] and labels ``y`` (class i = the i-th sorted label).
+        """Imprint a head from train features ``x`` [n, d] and labels ``y`` (class i = the i-th sorted label);
+        tensors or anything numpy reads (arrays, lists).
 
         ``method`` is a MethodSpec or a Table-1 preset name (qi, hosoda, janson, ours, oracle);
         ``lam`` is the ridge λ used by ls/kls when the spec does not set one.
@@ -60,6 +66,8 @@ class ImprintedHead(nn.Module):
         from imprint_bench.imprint.pipeline import Workspace, resolve_method
 
         spec = resolve_method(method).canonical()
+        x = torch.as_tensor(x).to(torch.float32)
+        y = torch.as_tensor(y).to(torch.int64)
         features = FeatureSet(x, y, x[:1], y[:1], list(class_names or []), source="ImprintedHead.fit")
         task = make_task(features, "fit", None)
         if class_names:
@@ -115,19 +123,50 @@ class ImprintedHead(nn.Module):
 
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str = "cpu") -> ImprintedHead:
-        """Load a head written by :meth:`save`."""
+        """Load a head written by :meth:`save`, checking everything it holds (a ConfigError says what is wrong)."""
         from safetensors import safe_open
 
         meta = cls.read_metadata(path)
         with safe_open(str(path), framework="pt", device=str(device)) as f:
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
-        method = json.loads(meta["method"])
-        return cls(
-            tensors["proxies"],
-            tensors["owner"],
-            meta["norm_inf"],
-            AggSpec(**json.loads(meta["agg"])),
-            json.loads(meta["class_names"]),
-            tensors["center"],
-            MethodSpec.from_dict(method) if method else None,
-        )
+        return cls(*_checked_head(path, tensors, meta))
+
+
+def _checked_head(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> tuple:
+    """The constructor arguments of a saved head, validated: keys, shapes, dtypes, finite values, one name per
+    class and every class with a proxy, known NORMinf and AGG options."""
+
+    def bad(what: str) -> ConfigError:
+        return ConfigError(f"{path} is not a valid imprint_bench head: {what}")
+
+    missing = [k for k in ("proxies", "owner", "center") if k not in tensors]
+    missing += [k for k in ("norm_inf", "agg", "class_names", "method") if k not in meta]
+    if missing:
+        raise bad(f"missing {missing}")
+    proxies, owner, center = tensors["proxies"], tensors["owner"], tensors["center"]
+    if proxies.ndim != 2 or not proxies.is_floating_point() or proxies.shape[0] == 0:
+        raise bad(f"proxies must be a non-empty float matrix [P, d], got {proxies.dtype} {tuple(proxies.shape)}")
+    if owner.shape != (proxies.shape[0],) or owner.dtype != torch.int64:
+        raise bad(f"owner must be int64 [{proxies.shape[0]}] (one class per proxy), got {owner.dtype} "
+                  f"{tuple(owner.shape)}")
+    if center.shape != (proxies.shape[1],) or not center.is_floating_point():
+        raise bad(f"center must be a float vector [{proxies.shape[1]}], got {center.dtype} {tuple(center.shape)}")
+    if not (bool(torch.isfinite(proxies).all()) and bool(torch.isfinite(center).all())):
+        raise bad("proxies or center contain NaN or Inf values")
+    try:
+        names, agg_fields, method = (json.loads(meta[k]) for k in ("class_names", "agg", "method"))
+    except ValueError as err:
+        raise bad(f"unreadable metadata ({err})") from err
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+        raise bad("class_names must be a list of distinct strings")
+    counts = torch.bincount(owner.clamp_min(0), minlength=len(names)) if int(owner.min()) >= 0 else None
+    if counts is None or counts.numel() != len(names) or bool((counts == 0).any()):
+        raise bad(f"owner must assign every proxy to one of the {len(names)} classes of class_names, each class "
+                  f"having a proxy (owner values {int(owner.min())}..{int(owner.max())})")
+    check_choice("NORMinf", meta["norm_inf"], NORM_INF)
+    if not isinstance(agg_fields, dict) or set(agg_fields) - set(AggSpec.__dataclass_fields__):
+        raise bad(f"agg must have the fields {', '.join(AggSpec.__dataclass_fields__)}, got {agg_fields!r}")
+    agg = AggSpec(**agg_fields)
+    agg.validate()
+    spec = MethodSpec.from_dict(method) if method else None
+    return proxies, owner, meta["norm_inf"], agg, names, center, spec

@@ -35,6 +35,7 @@ from imprint_bench.report.data import (
     norm_label,
     ok_rows,
     resolve_results_path,
+    separate_feature_sets,
     validate_results,
 )
 from imprint_bench.report.render import Doc, fmt_p, format_table
@@ -126,8 +127,11 @@ def build_report(
     out.mkdir(parents=True, exist_ok=True)
     for stale in [*out.glob("figures/*.png"), *out.glob("tables/*.csv")]:  # outputs of an earlier report
         stale.unlink()
+    df, label_notes = separate_feature_sets(df)
     ctx = _Ctx(out, Doc(title or "imprint_bench report"), df, add_config_labels(ok_rows(df)), paper, alpha, strict)
     _intro(ctx, source)
+    if label_notes:
+        ctx.doc.bullets([f"**Feature sets with the same labels**: {note}" for note in label_notes])
     t1_labels = _run(ctx, "Table 1", lambda: _section_table1(ctx, wanted, best_custom)) or []
     _run(ctx, "Ranks", lambda: _section_cd(ctx, t1_labels))
     _run(ctx, "Breakdown", lambda: _section_breakdown(ctx, t1_labels))

@@ -163,6 +163,28 @@ def _dedupe(df: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([kept.drop(columns="_ok"), df.loc[~has]]).sort_index().reset_index(drop=True)
 
 
+def separate_feature_sets(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Different feature sets never share a report group: when several (``feature_key``) carry the same backbone /
+    dataset / mapping labels, each one's dataset label gets its key's first characters. Returns the table and
+    one note per collision, for the reader."""
+    if "feature_key" not in df.columns or not len(df):
+        return df, []
+    keyed = df[df["feature_key"].astype(str) != ""]
+    sets = keyed.groupby(["backbone", "dataset", "mapping"], sort=False)["feature_key"].unique()
+    collisions = sets[sets.map(len) > 1]
+    if collisions.empty:
+        return df, []
+    out, notes = df.copy(), []
+    for (backbone, dataset, mapping), keys in collisions.items():
+        same = (out["backbone"] == backbone) & (out["dataset"] == dataset) & (out["mapping"] == mapping)
+        tags = {key: str(key).rsplit("-", 1)[-1][:8] for key in keys}
+        for key, tag in tags.items():
+            out.loc[same & (out["feature_key"] == key), "dataset"] = f"{dataset} [{tag}]"
+        notes.append(f"{len(keys)} different feature sets are labelled {backbone} / {dataset}: they are kept apart "
+                     f"as {', '.join(f'{dataset} [{t}]' for t in tags.values())} (set dataset.name to name them)")
+    return out, notes
+
+
 def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
     """Successful rows with a finite accuracy."""
     return df[(df["status"] == "ok") & np.isfinite(df["acc"])]
