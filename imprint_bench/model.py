@@ -16,6 +16,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import nn
 
 from imprint_bench.backbones import Backbone, load_backbone
+from imprint_bench.data.transforms import GREY_MODES
 from imprint_bench.errors import ConfigError
 from imprint_bench.imprint.head import ImprintedHead
 
@@ -44,7 +45,7 @@ class ImprintedClassifier(nn.Module):
         names = []
         for start in range(0, len(images), batch_size):
             try:
-                chunk = torch.stack([self.preprocess.pil_to_uint8(im) for im in images[start : start + batch_size]])
+                chunk = torch.stack([self._uint8(im) for im in images[start : start + batch_size]])
             except RuntimeError as err:
                 raise ConfigError(f"the images of one batch have different sizes or channels ({err}); this backbone "
                                   "keeps native sizes, so give images like the ones the head was imprinted on") from err
@@ -56,6 +57,13 @@ class ImprintedClassifier(nn.Module):
             scores = self.head(features)
             names += [self.class_names[i] for i in scores.argmax(1).tolist()]
         return names
+
+    def _uint8(self, image: Image.Image) -> torch.Tensor:
+        """The image as the backbone takes it. A backbone without ``to_rgb`` (``pixels``) imprinted on grey data
+        (e.g. ``digits``) gets a grey image's one channel, not the three copies of an RGB conversion."""
+        rgb = self.preprocess.pil_to_uint8(image)
+        grey_head = not self.preprocess.to_rgb and rgb[:1].numel() == self.head.proxies.shape[1]
+        return rgb[:1] if grey_head and image.mode in GREY_MODES else rgb
 
     @classmethod
     def load(cls, head_path: str | Path, device: torch.device | str = "cpu",

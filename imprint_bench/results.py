@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -97,6 +98,32 @@ class ResultStore:
         return RowWriter(self.cell_dir(cell_hash), flush_every, flush_seconds)
 
 
+HOST = socket.gethostname().replace("-", "_").replace(".", "_")  # part names carry host and pid
+
+
+def remove_orphaned_temporaries(folder: Path) -> int:
+    """Delete the temporary files of part writes that a killed process of this host left behind (its pid is
+    gone); writes of live processes, or of other hosts sharing the folder, are left alone."""
+    removed = 0
+    for tmp in folder.glob(".*.tmp") if folder.is_dir() else []:
+        fields = tmp.name[1:].split("-")
+        if len(fields) < 4 or fields[1] != HOST or not fields[2].isdigit() or _alive(int(fields[2])):
+            continue
+        tmp.unlink(missing_ok=True)
+        removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class RowWriter:
     """Buffers rows and writes them as new atomic part files, so a kill loses only unflushed rows."""
 
@@ -107,6 +134,7 @@ class RowWriter:
         self._rows: list[dict[str, Any]] = []
         self._last = time.monotonic()
         self.written = 0
+        remove_orphaned_temporaries(folder)
 
     def add(self, row: dict[str, Any]) -> None:
         self._rows.append(row)
@@ -116,7 +144,7 @@ class RowWriter:
     def flush(self) -> None:
         if not self._rows:
             return
-        name = f"{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
+        name = f"{time.time_ns()}-{HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
         atomic_write_table(pa.Table.from_pylist(self._rows), self.folder / name)  # 3× faster than via pandas
         self.written += len(self._rows)
         self._rows = []

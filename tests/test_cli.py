@@ -36,7 +36,7 @@ def test_features_run_writes_the_expected_row_and_resumes(tmp_path, npz_file):
     assert len(df) == 1 and set(COLUMNS) <= set(df.columns)
     row = df.iloc[0]
     assert (row.dataset, row.task, row.seed, row.method, row.gen, row.k, row.status) == (
-        "features", "even", 123987, "ours", "kmeans", 20, "ok")
+        "emb", "even", 123987, "ours", "kmeans", 20, "ok")  # labelled by the file stem
     assert row.backbone == "precomputed" and row.n_classes == 5 and len(row.per_class_f1) == 5
     assert 90 < row.acc <= 100 and row.error == ""
     again = run_cli(tmp_path, *args)

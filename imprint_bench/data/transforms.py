@@ -80,10 +80,8 @@ class Preprocess:
         return images
 
     def pil_to_uint8(self, image: Image.Image) -> torch.Tensor:
-        """File datasets: decoded image → resized, cropped uint8 tensor ``[3, H, W]``; without ``to_rgb`` (the
-        ``pixels`` backbone) a grey image stays ``[1, H, W]``, its native channels (runs in workers)."""
-        grey = not self.to_rgb and image.mode in GREY_MODES
-        return TF.pil_to_tensor(self.resize_crop(image.convert("L" if grey else "RGB")))
+        """File datasets: decoded image → resized, cropped uint8 tensor ``[3, H, W]`` (runs in workers)."""
+        return TF.pil_to_tensor(self.resize_crop(image.convert("RGB")))
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 batch ``[B, C, H, W]`` → float32 normalised batch (grey replicated to RGB if ``to_rgb``)."""
