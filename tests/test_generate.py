@@ -66,7 +66,7 @@ def blobs(n_per=150, k=6, d=16, seed=0):
     return (centres.repeat_interleave(n_per, 0) + torch.randn(k * n_per, d, generator=g)), centres
 
 
-@pytest.mark.parametrize("backend", ["faiss", "torch"])
+@pytest.mark.parametrize("backend", ["faiss", "torch", "auto"])
 def test_kmeans_backends_reach_sklearn_quality(backend):
     for seed in range(3):
         x, _ = blobs(seed=seed)
@@ -87,6 +87,18 @@ def test_kmeans_deterministic_per_seed_and_batched_matches_single():
     batched = kmeans([x, y[:500]], 6, [11, 12], "torch")
     assert torch.allclose(batched[0], a, atol=1e-4)
     assert torch.equal(kmeans([x], 6, [11], "faiss")[0], kmeans([x], 6, [11], "faiss")[0])
+
+
+def test_auto_backend_sends_large_sets_to_faiss_and_batches_the_rest(monkeypatch):
+    from imprint_bench.imprint import cluster
+
+    calls = {"faiss": [], "torch": []}
+    monkeypatch.setattr(cluster, "kmeans_faiss", lambda x, k, s, i: calls["faiss"].append(len(x)) or x[:k])
+    monkeypatch.setattr(cluster, "kmeans_torch_batched",
+                        lambda xs, k, s, i: calls["torch"].append([len(x) for x in xs]) or [x[:k] for x in xs])
+    sizes = [cluster.FAISS_MIN_ROWS, 50, cluster.FAISS_MIN_ROWS + 7, 60]
+    out = cluster.kmeans([torch.zeros(n, 4) for n in sizes], 3, [1, 2, 3, 4], "auto")
+    assert calls == {"faiss": [sizes[0], sizes[2]], "torch": [[50, 60]]} and [len(c) for c in out] == [3] * 4
 
 
 def test_least_squares_closed_form():

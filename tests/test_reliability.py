@@ -154,3 +154,72 @@ def test_different_feature_sets_never_share_a_report_group():
 def test_a_subset_larger_than_the_split_is_an_error(tmp_path):
     out = cli(tmp_path, "dataset=digits", "backbone=pixels", "method=qi", "nc1=false", "dataset.subset.train=100000")
     assert out.returncode == 2 and "dataset.subset.train=100000 but the train split has only" in out.stderr
+
+
+LONG_SWEEP = ("-m", "dataset=synthetic", "dataset.dim=16", "nc1=false", "flush_every=2", "task=all,even",
+              "seed=1,2", "grid={gen.name:[kmeans,kmedoids,fps],gen.k:[1,2,3,4,5,6,7,8]}")
+LONG_RUNS = 2 * 2 * 24
+
+
+def _start(root: Path, *args: str) -> subprocess.Popen:
+    env = {**os.environ, "IMPRINT_BENCH_ROOT": str(root), "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"}
+    return subprocess.Popen([sys.executable, "-m", "imprint_bench", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _final_table(root: Path) -> pd.DataFrame:
+    return pd.read_parquet(root / "outputs" / "results" / "adhoc" / "results.parquet")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> pd.DataFrame:
+    root = tmp_path_factory.mktemp("reference")
+    assert cli(root, *LONG_SWEEP).returncode == 0
+    return _final_table(root)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("stop", "after_parts"), [
+    (signal.SIGKILL, 1), (signal.SIGKILL, 4), (signal.SIGKILL, 9), (signal.SIGTERM, 3),
+])
+def test_a_stopped_sweep_resumes_to_exactly_the_expected_rows(tmp_path, uninterrupted, stop, after_parts):
+    runs = tmp_path / "outputs" / "results" / "adhoc" / "runs"
+    proc = _start(tmp_path, *LONG_SWEEP)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(runs.glob("*/*.parquet"))) < after_parts and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(stop)
+    proc.wait(timeout=60)
+    kept = sum(len(pd.read_parquet(p)) for p in runs.glob("*/*.parquet"))  # every part is readable
+    assert kept > 0
+    out = cli(tmp_path, *LONG_SWEEP)
+    assert out.returncode == 0, out.stderr
+    df = _final_table(tmp_path)
+    assert len(df) == LONG_RUNS and df.run_hash.is_unique and set(df.status) == {"ok"}
+    merged = df.merge(uninterrupted, on="run_hash", suffixes=("", "_ref"))
+    assert len(merged) == LONG_RUNS and (merged["acc"] == merged["acc_ref"]).all()
+
+
+@pytest.mark.slow
+def test_two_identical_sweeps_at_once_give_each_run_once(tmp_path):
+    first, second = _start(tmp_path, *LONG_SWEEP), _start(tmp_path, *LONG_SWEEP)
+    assert first.wait(timeout=300) == 0 and second.wait(timeout=300) == 0
+    out = cli(tmp_path, "mode=collect")
+    assert out.returncode == 0, out.stderr
+    df = _final_table(tmp_path)
+    assert len(df) == LONG_RUNS and df.run_hash.is_unique and set(df.status) == {"ok"}
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_collect_reports_and_skips_damaged_parts(tmp_path, npz_file, damage):
+    from imprint_bench.results import collect
+
+    assert cli(tmp_path, "-m", "dataset=features", f"dataset.path={npz_file}", "method=qi,ours", "seed=1,2",
+               "nc1=false").returncode == 0
+    parts = sorted((tmp_path / "outputs" / "results" / "adhoc" / "runs").glob("*/*.parquet"))
+    victim = parts[0]
+    lost = len(pd.read_parquet(victim))
+    victim.write_bytes(victim.read_bytes()[:50] if damage == "truncated" else b"")
+    summary = collect(tmp_path / "outputs" / "results" / "adhoc", write=False)
+    assert len(summary.corrupted) == 1 and str(victim) in summary.corrupted[0]
+    assert len(summary.table) == 4 - lost and "skipped corrupted file" in summary.describe()
