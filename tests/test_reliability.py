@@ -194,6 +194,7 @@ def test_a_stopped_sweep_resumes_to_exactly_the_expected_rows(tmp_path, uninterr
     assert kept > 0
     out = cli(tmp_path, *LONG_SWEEP)
     assert out.returncode == 0, out.stderr
+    assert f"{LONG_RUNS - kept} runs done, {kept} skipped, 0 failed" in out.stdout
     df = _final_table(tmp_path)
     assert len(df) == LONG_RUNS and df.run_hash.is_unique and set(df.status) == {"ok"}
     merged = df.merge(uninterrupted, on="run_hash", suffixes=("", "_ref"))

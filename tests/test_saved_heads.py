@@ -115,3 +115,24 @@ def test_fit_takes_numpy_arrays(mixture):
     from_numpy = ImprintedHead.fit(mixture.x_train.numpy().astype(np.float64), mixture.y_train.numpy(), "qi")
     from_torch = ImprintedHead.fit(mixture.x_train, mixture.y_train, "qi")
     assert torch.allclose(from_numpy.proxies, from_torch.proxies)
+
+
+@pytest.mark.slow
+def test_efficientnet_lite_head_predicts_colour_and_grey_images(tmp_path, capsys):
+    colours = {"red": (220, 30, 30), "blue": (30, 30, 220), "green": (30, 200, 30)}
+    for name, rgb in colours.items():
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        for i in range(6):
+            Image.new("RGB", (20 + i, 20), rgb).save(tmp_path / "photos" / name / f"{i}.png")
+    head = tmp_path / "lite.safetensors"
+    env = {**os.environ, "IMPRINT_BENCH_ROOT": str(tmp_path), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    out = subprocess.run([sys.executable, "-m", "imprint_bench", "dataset=image_folder",
+                          f"dataset.root={tmp_path / 'photos'}", "backbone=efficientnet_lite0", "method=qi",
+                          f"save_head={head}", "nc1=false"], cwd=ROOT, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr
+    Image.new("RGB", (24, 24), colours["red"]).save(tmp_path / "red.png")
+    Image.new("RGB", (24, 24), colours["green"]).convert("L").save(tmp_path / "grey.png")
+    predict_main([str(head), str(tmp_path / "red.png"), str(tmp_path / "grey.png")])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].endswith("\tred") and lines[1].split("\t")[1] in colours  # a grey image is read as RGB

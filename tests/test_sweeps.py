@@ -96,27 +96,6 @@ def test_resume_after_sigkill_loses_only_runs_in_flight(tmp_path):
     assert not list(runs.glob("*/.*.tmp"))
 
 
-def test_a_killed_grouped_sweep_resumes_without_duplicates(tmp_path):
-    args = ("-m", "dataset=synthetic", "dataset.dim=16", "nc1=false", "flush_every=5", "task=all,even,odd",
-            "seed=1,2", "grid={gen.name:[kmeans,kmedoids,fps],gen.k:[1,2,3,4,5,6,7,8]}")
-    env = {**os.environ, "IMPRINT_BENCH_ROOT": str(tmp_path), "WANDB_MODE": "disabled"}
-    runs = tmp_path / "outputs" / "results" / "adhoc" / "runs"
-    proc = subprocess.Popen([sys.executable, "-m", "imprint_bench", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(runs.glob("*/*.parquet"))) < 3:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    written = sum(len(pd.read_parquet(p)) for p in runs.glob("*/*.parquet"))
-    assert 0 < written < 6 * 24
-    out = cli(tmp_path, *args)
-    assert out.returncode == 0, out.stderr
-    assert f"{6 * 24 - written} runs done, {written} skipped, 0 failed" in out.stdout
-    df = pd.read_parquet(tmp_path / "outputs" / "results" / "adhoc" / "results.parquet")
-    assert len(df) == 6 * 24 and df.run_hash.is_unique and set(df.status) == {"ok"}
-
-
 def test_wandb_offline_writes_run_files(tmp_path):
     out = cli(tmp_path, "dataset=synthetic", "dataset.dim=8", "nc1=false", "method=qi", "tracker=wandb",
               env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
