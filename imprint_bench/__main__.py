@@ -12,6 +12,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
+from imprint_bench.config import CONFIG_MODULE
 from imprint_bench.errors import ConfigError, check_choice
 
 log = logging.getLogger("imprint_bench")
@@ -19,8 +20,6 @@ log = logging.getLogger("imprint_bench")
 MODES = ("run", "plan", "extract", "collect", "report")
 INTERRUPTED = ("interrupted: the runs finished so far are saved; run the same command again to resume "
                "(finished runs are skipped)")
-#: The Hydra config tree (top-level ``conf/`` of the checkout; the package is installed editable).
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 def experiment_dir(cfg: DictConfig) -> Path:
@@ -101,7 +100,7 @@ def _report(cfg: DictConfig) -> None:
     print(f"report written to {path}")
 
 
-@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+@hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_MODULE}", config_name="config")
 def main(cfg: DictConfig) -> None:
     """Dispatch on ``mode``. Bad input ends a single run with a one-line error (exit code 2)."""
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)

@@ -35,6 +35,7 @@ from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
 from imprint_bench.backbones import Backbone, load_backbone
+from imprint_bench.config import config_dir
 from imprint_bench.data.base import FeatureSet
 from imprint_bench.data.synthetic import make_mixture
 from imprint_bench.data.tasks import TASK_SPLITS, make_task
@@ -277,7 +278,7 @@ class Experiment:
 
 
 def load_experiment(name: str) -> Experiment:
-    cfg = OmegaConf.load(ROOT / "conf" / "experiment" / f"{name}.yaml")
+    cfg = OmegaConf.load(config_dir() / "experiment" / f"{name}.yaml")
     plan = expand_grid(MethodSpec(), OmegaConf.to_container(cfg.grid, resolve=True))
     params = cfg.hydra.sweeper.params
     return Experiment(name, plan, str(params.task).split(","), [int(s) for s in str(params.seed).split(",")])
@@ -505,7 +506,7 @@ CUDA_PRECISIONS = (
 
 def backbone_config(name: str) -> dict[str, Any]:
     """``conf/backbone/<name>.yaml`` with random weights (``pretrained: false``: nothing is downloaded)."""
-    cfg = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "backbone" / f"{name}.yaml"), resolve=True)
+    cfg = OmegaConf.to_container(OmegaConf.load(config_dir() / "backbone" / f"{name}.yaml"), resolve=True)
     return {**cfg, "pretrained": False, "checkpoint": None}
 
 

@@ -17,8 +17,6 @@ import torch
 from imprint_bench.data.base import FeatureSet
 from imprint_bench.data.synthetic import make_mixture
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 @pytest.fixture
 def mixture() -> FeatureSet:
@@ -40,12 +38,14 @@ def npz_file(tmp_path: Path, mixture: FeatureSet) -> Path:
 @pytest.fixture
 def compose_cfg():
     """Compose the project's Hydra config with overrides (no job is run)."""
-    from hydra import compose, initialize_config_dir
+    from hydra import compose, initialize_config_module
     from hydra.core.global_hydra import GlobalHydra
+
+    from imprint_bench.config import CONFIG_MODULE
 
     def _compose(*overrides: str, return_hydra_config: bool = False):
         GlobalHydra.instance().clear()
-        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
             return compose("config", overrides=list(overrides), return_hydra_config=return_hydra_config)
 
     yield _compose

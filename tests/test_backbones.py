@@ -7,7 +7,6 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,10 +21,11 @@ from torchvision import transforms as T
 
 from imprint_bench.backbones import backbone_identity, backbone_preprocess, load_backbone
 from imprint_bench.backbones.effnet_lite import NATIVE_RESOLUTION, timm_state_dict
+from imprint_bench.config import config_dir
 from imprint_bench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from imprint_bench.errors import ConfigError
 
-CONF = Path(__file__).resolve().parent.parent / "conf" / "backbone"
+CONF = config_dir() / "backbone"
 PAPER_TRANSFORMS = {  # spec §2.2: resize (shorter side), interpolation
     "resnet18": (256, "bilinear"),
     "resnet50": (256, "bilinear"),

@@ -17,6 +17,7 @@ from PIL import Image
 from timm.data import ImageNetInfo
 
 from imprint_bench import features
+from imprint_bench.config import config_dir
 from imprint_bench.data import imagenet
 from imprint_bench.data.images import (
     DATASET_KINDS,
@@ -31,7 +32,7 @@ from imprint_bench.data.images import (
 )
 from imprint_bench.errors import ConfigError
 
-CONF = Path(__file__).resolve().parent.parent / "conf" / "dataset"
+CONF = config_dir() / "dataset"
 PIXELS_8 = {"name": "pixels", "source": "pixels", "resize": 8, "crop": 8}
 NOT_MINE = {"features.yaml", "synthetic.yaml"}
 
