@@ -41,7 +41,7 @@ def atomic_write_table(table: pa.Table, path: Path) -> None:
     """Write a Parquet file via a temporary file in the same folder, fsync, then rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    pq.write_table(table, tmp)
+    pq.write_table(table, tmp, write_page_checksum=True)  # collect verifies them: a flipped byte is caught
     with tmp.open("rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -188,7 +188,7 @@ def collect(root: str | Path, write: bool = True) -> CollectSummary:
     tables, corrupted = [], []
     for part in parts:
         try:
-            tables.append(pq.read_table(part))
+            tables.append(pq.read_table(part, page_checksum_verification=True))
         except Exception as err:
             corrupted.append(f"{part} ({type(err).__name__})")
     if tables:  # one conversion to pandas for all parts (a part of failed rows has null-typed metric columns)

@@ -211,7 +211,24 @@ def test_two_identical_sweeps_at_once_give_each_run_once(tmp_path):
     assert len(df) == LONG_RUNS and df.run_hash.is_unique and set(df.status) == {"ok"}
 
 
-@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def _flip_a_data_byte(part: Path) -> None:
+    """Flip one byte of a part so that its content changes (the page checksums must catch it)."""
+    import pyarrow.parquet as pq
+
+    data, original = part.read_bytes(), pq.read_table(part).to_pylist()
+    for offset in range(len(data) // 4, len(data) // 2):
+        flipped = bytearray(data)
+        flipped[offset] ^= 0x10
+        part.write_bytes(bytes(flipped))
+        try:  # without verification, would a reader silently get other values?
+            if pq.read_table(part).to_pylist() != original:
+                return
+        except Exception:
+            continue
+    raise AssertionError("no byte flip found that silently changes the values")
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty", "flipped byte"])
 def test_collect_reports_and_skips_damaged_parts(tmp_path, npz_file, damage):
     from imprint_bench.results import collect
 
@@ -220,7 +237,10 @@ def test_collect_reports_and_skips_damaged_parts(tmp_path, npz_file, damage):
     parts = sorted((tmp_path / "outputs" / "results" / "adhoc" / "runs").glob("*/*.parquet"))
     victim = parts[0]
     lost = len(pd.read_parquet(victim))
-    victim.write_bytes(victim.read_bytes()[:50] if damage == "truncated" else b"")
+    if damage == "flipped byte":
+        _flip_a_data_byte(victim)
+    else:
+        victim.write_bytes(victim.read_bytes()[:50] if damage == "truncated" else b"")
     summary = collect(tmp_path / "outputs" / "results" / "adhoc", write=False)
     assert len(summary.corrupted) == 1 and str(victim) in summary.corrupted[0]
     assert len(summary.table) == 4 - lost and "skipped corrupted file" in summary.describe()
