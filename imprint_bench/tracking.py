@@ -64,7 +64,9 @@ class WandbTracker(NullTracker):
             name=name,
             dir=str(Path(cfg.paths.output_dir)),
             mode=node.get("mode") or os.environ.get("WANDB_MODE") or "online",
-            config=OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False),
+            # the job's own config: the hydra node of a sweep's config holds per-job interpolations (hydra.job.num)
+            config=OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"]),
+                                          resolve=True, throw_on_missing=False),
             reinit="finish_previous",
         )
 

@@ -104,6 +104,15 @@ def test_wandb_offline_writes_run_files(tmp_path):
     assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
 
 
+def test_wandb_offline_multirun_writes_the_summary_run(tmp_path):
+    out = cli(tmp_path, "-m", "dataset=synthetic", "dataset.dim=8", "nc1=false", "method=qi", "seed=1,2",
+              "tracker=wandb", env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
+    assert out.returncode == 0, out.stderr
+    assert "InterpolationToMissingValueError" not in out.stderr + out.stdout
+    runs = list((tmp_path / "outputs" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2  # the job's run and the sweep's summary run
+
+
 @pytest.mark.parametrize(("override", "message"), [
     ("grid={method:[qi,ourz]}", "unknown method presets ['ourz'] in grid; valid: qi, hosoda, janson, ours, oracle"),
     ("seed=1,abc", "seed must be an integer, got 'abc'"),
