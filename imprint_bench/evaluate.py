@@ -141,6 +141,11 @@ def evaluate_cell(cfg: DictConfig, cell: Cell, specs: list[MethodSpec], plan_has
     workspace = data.workspace(cell, ridge_lambda(cfg))
     task = workspace.task
     kept, n_degenerate = prune_for_task(specs, task.n_classes)
+    if not kept:
+        raise ConfigError(f"[{cell.describe()}] every configuration was pruned: m-NN with m above the task's "
+                          f"{task.n_classes} classes × k proxies (largest m: {max(s.agg.m for s in specs)}); "
+                          "lower agg.m")
+    summary.pruned_mnn += n_degenerate
     bar.update(n_degenerate)
     summary.planned += len(kept)
     pending = [(s, h) for s in kept if (h := cell.run_hash(s)) not in done]
@@ -165,13 +170,9 @@ def evaluate_cell(cfg: DictConfig, cell: Cell, specs: list[MethodSpec], plan_has
     if summary.failed == failed_before:
         store.mark_complete(cell.hash, plan_hash, len(kept))
     if save:
-        if summary.failed or not kept:
-            raise ConfigError(f"no head saved: the configuration {'failed' if kept else 'was pruned'} "
-                              f"({'; '.join(summary.failures) or 'm exceeds the number of proxies'})")
+        if summary.failed:
+            raise ConfigError(f"no head saved: the configuration failed ({'; '.join(summary.failures)})")
         save_head(cfg, workspace, kept[0], cell)
-    if n_degenerate:
-        log.info("[%s] pruned %d mNN configurations with m > the task's number of proxies", cell.describe(),
-                 n_degenerate)
 
 
 def _evaluate(pending: list[tuple[MethodSpec, str]], base_row: dict[str, Any], workspace: Workspace,

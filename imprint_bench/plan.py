@@ -214,6 +214,9 @@ def plan_cells(cfg: DictConfig, cells: list[tuple[Any, Any]] | None = None) -> l
             plans[cell.shots] = plan
         plan = plans[cell.shots]
         specs = prune_for_task(plan.specs, len(cell.classes))[0] if cell.classes is not None else plan.specs
+        if not specs:
+            raise ConfigError(f"task {cell.task!r} has {len(cell.classes or [])} classes: every configuration is "
+                              "pruned (m-NN with m above its classes × k proxies); lower agg.m")
         out.append(PlannedCell(cell, plan, len(specs), task))
     if cfg.get("save_head"):
         if len(out) != 1:

@@ -38,11 +38,17 @@ class JobSummary:
     failures: list[str] = field(default_factory=list)
     best: str = ""
     best_acc: float = -1.0
+    invalid: dict[str, int] = field(default_factory=dict)  # grid combinations pruned as invalid, by reason
+    pruned_mnn: int = 0  # mNN runs pruned because m exceeds a task's number of proxies
 
     def line(self) -> str:
         best = f"; best {self.best}" if self.best else ""
+        pruned = [f"{n} invalid ({reason})" for reason, n in self.invalid.items()]
+        if self.pruned_mnn:
+            pruned.append(f"{self.pruned_mnn} mNN runs with m above the task's number of proxies")
+        pruned_text = f"; pruned: {', '.join(pruned)}" if pruned else ""
         return (f"[{self.cell}] {self.planned} runs: {self.ok} ok, {self.failed} failed, {self.skipped} skipped "
-                f"({self.seconds:.1f}s){best}")
+                f"({self.seconds:.1f}s){pruned_text}{best}")
 
 
 def run_job(cfg: DictConfig, tracker: Any = None) -> JobSummary:
@@ -52,7 +58,7 @@ def run_job(cfg: DictConfig, tracker: Any = None) -> JobSummary:
     start = time.perf_counter()
     planned = plan_cells(cfg)
     store = ResultStore(Path(cfg.paths.results_dir) / cfg.experiment_name)
-    summary = JobSummary(describe_cells([p.cell for p in planned]))
+    summary = JobSummary(describe_cells([p.cell for p in planned]), invalid=dict(planned[0].plan.pruned))
     redo = bool(cfg.overwrite or cfg.get("save_head"))
     todo = []
     for p in planned:

@@ -244,3 +244,21 @@ def test_collect_reports_and_skips_damaged_parts(tmp_path, npz_file, damage):
     summary = collect(tmp_path / "outputs" / "results" / "adhoc", write=False)
     assert len(summary.corrupted) == 1 and str(victim) in summary.corrupted[0]
     assert len(summary.table) == 4 - lost and "skipped corrupted file" in summary.describe()
+
+
+@pytest.mark.parametrize("task", ["short", "all"])  # classes known when planning, or only once the data is read
+def test_a_configuration_pruned_to_nothing_is_an_error(tmp_path, npz_file, task):
+    out = cli(tmp_path, "dataset=features", f"dataset.path={npz_file}", "gen=mean", "agg=mnn", "agg.m=500",
+              "agg.distance=cosine", f"task={task}", "nc1=false")
+    assert out.returncode == 2 and "every configuration" in out.stderr and "lower agg.m" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_each_job_says_what_was_pruned(tmp_path, npz_file):
+    out = cli(tmp_path, "dataset=features", f"dataset.path={npz_file}", "nc1=false", "task=short",
+              "grid={norm.pre:[l2],norm.inf:[none,l2],gen.name:[mean],agg.name:[mnn],agg.m:[1,2,5],"
+              "agg.distance:[cosine]}")
+    assert out.returncode == 0, out.stderr
+    log = out.stdout + out.stderr
+    assert "2 runs: 2 ok" in log and "pruned: 3 invalid (NORMpre='l2' requires NORMinf='l2'" in log
+    assert "1 mNN runs with m above the task's number of proxies" in log
