@@ -362,7 +362,8 @@ def _embed(
     """Features ``[N, d]`` (float32) of every image of ``split``, in order, with a progress bar (img/s)."""
     use_amp = settings.amp and device.type == "cuda"
     features = []
-    with tqdm(total=len(split), desc=description, unit="img", dynamic_ncols=True, mininterval=1.0) as bar:
+    with tqdm(total=len(split), desc=description, unit="img", dynamic_ncols=True, mininterval=1.0,
+              disable=None) as bar:  # None: no progress frames in logs that are not a terminal
         for part in split.parts:
             for batch in _model_inputs(part, backbone.preprocess, settings, device):
                 if settings.channels_last and device.type == "cuda":

@@ -58,3 +58,10 @@ def test_run_hash_follows_what_changes_the_numbers(compose_cfg, npz_file):
     image = plan_job(compose_cfg("dataset=mnist5k", "backbone=resnet18", "method=qi"))[0]
     amp = plan_job(compose_cfg("dataset=mnist5k", "backbone=resnet18", "method=qi", "extract.amp=true"))[0]
     assert image.hash != amp.hash
+
+
+def test_the_slurm_preset_requeues_and_names_its_jobs(compose_cfg):
+    cfg = compose_cfg("experiment_name=table1", "hydra/launcher=slurm", return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher.max_num_timeout >= 1 and launcher.stderr_to_stdout
+    assert launcher.name == "imprint-table1" and "export HF_HUB_OFFLINE=1" in launcher.setup
