@@ -100,8 +100,9 @@ def _nc1_columns(task: Task, feature_key: str, seed: int) -> dict[str, float]:
 
 
 class JobData:
-    """What the cells of one job share: the feature set (loaded on first use) and one Workspace per task
-    data, reused across seeds when the task does not depend on the seed (no few-shot sample)."""
+    """What the cells of one job share: the feature set (loaded on first use) and one Workspace per task,
+    reused across seeds. A few-shot task depends on its seed, so its Workspace is used once and not kept
+    (a few-shot sweep has many: keeping their normalised copies would only hold memory)."""
 
     def __init__(self, cfg: DictConfig, device: torch.device) -> None:
         self.cfg = cfg
@@ -119,16 +120,16 @@ class JobData:
         return self._features
 
     def workspace(self, cell: Cell, lam: float) -> Workspace:
-        key = (cell.task, tuple(cell.classes or ()), cell.classes is None, cell.shots,
-               cell.seed if cell.shots > 0 else None, cell.unseen_test, lam)
-        workspace = self._workspaces.get(key)
+        key = (cell.task, tuple(cell.classes or ()), cell.classes is None, cell.shots, cell.unseen_test, lam)
+        workspace = self._workspaces.get(key) if cell.shots <= 0 else None
         if workspace is None:
             task = make_task(self.features, cell.task, cell.classes, cell.shots, cell.seed, cell.unseen_test)
             if task.n_test_excluded:
                 log.warning("[%s] %d test rows of classes without training rows are excluded (task.unseen_test="
                             "exclude)", cell.describe(), task.n_test_excluded)
             workspace = Workspace(task, cell.seed, lam, self.features.key, PROXY_CACHE)
-            self._workspaces[key] = workspace
+            if cell.shots <= 0:
+                self._workspaces[key] = workspace
         return workspace.with_seed(cell.seed)
 
 
