@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
@@ -16,6 +16,16 @@ from omegaconf import DictConfig, OmegaConf
 from imprint_bench.errors import check_choice
 
 TRACKERS = ("none", "wandb")
+
+
+class Tracker(Protocol):
+    """The one interface every sink implements (the runner, collect and the report log through it)."""
+
+    def log_row(self, row: dict[str, Any]) -> None: ...
+    def log_summary(self, values: dict[str, Any]) -> None: ...
+    def log_table(self, name: str, table: pd.DataFrame) -> None: ...
+    def log_image(self, name: str, path: Path) -> None: ...
+    def finish(self) -> None: ...
 
 
 class NullTracker:
@@ -94,7 +104,7 @@ class WandbTracker(NullTracker):
         self.run.finish()
 
 
-def make_tracker(cfg: DictConfig, job_type: str, name: str | None = None) -> NullTracker:
+def make_tracker(cfg: DictConfig, job_type: str, name: str | None = None) -> Tracker:
     """The tracker named by ``cfg.tracker.name``."""
     kind = cfg.tracker.name
     check_choice("tracker", kind, TRACKERS)

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -40,19 +40,14 @@ from imprint_bench.report.data import (
 )
 from imprint_bench.report.render import Doc, fmt_p, format_table
 
-__all__ = ["ReportTracker", "build_report", "load_results", "report_main"]
+if TYPE_CHECKING:
+    from imprint_bench.tracking import Tracker
+
+__all__ = ["build_report", "load_results", "report_main"]
 
 log = logging.getLogger(__name__)
 PAPER_CHOICES = ("auto", "yes", "no")
 MAX_PANELS = 24  # panels per figure; more make unreadable, slow figures
-
-
-class ReportTracker(Protocol):
-    """What :func:`build_report` needs from an experiment tracker (e.g. the project's W&B wrapper)."""
-
-    def log_summary(self, summary: dict[str, Any]) -> None: ...
-    def log_table(self, name: str, df: pd.DataFrame) -> None: ...
-    def log_image(self, name: str, path: Path) -> None: ...
 
 
 @dataclass
@@ -96,7 +91,7 @@ def build_report(
     paper: str = "auto",
     best_custom: int | None = None,
     alpha: float = stats.ALPHA,
-    tracker: ReportTracker | None = None,
+    tracker: Tracker | None = None,
     title: str | None = None,
     strict: bool = False,
 ) -> Path:
@@ -730,7 +725,7 @@ def _truncate(text: str, n: int) -> str:
     return text if len(text) <= n else text[: n - 1] + "…"
 
 
-def _log_to_tracker(ctx: _Ctx, tracker: ReportTracker, md: Path) -> None:
+def _log_to_tracker(ctx: _Ctx, tracker: Tracker, md: Path) -> None:
     """Send the summary, every CSV table and every figure to the tracker; tracker errors only warn."""
     summary = {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in ctx.summary.items()}
     summary["report/path"] = str(md)
