@@ -6,14 +6,11 @@ every NORMpost/NORMinf/AGG variant, across tasks and (for seed-free GEN such as 
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import platform
 import time
 import traceback
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +22,8 @@ from imprint_bench.data.base import FeatureSet
 from imprint_bench.data.tasks import Task, make_task
 from imprint_bench.errors import ConfigError
 from imprint_bench.grid import prune_for_task
+from imprint_bench.identity import recorded_versions
+from imprint_bench.imprint.head import ImprintedHead
 from imprint_bench.imprint.nc import nc1_both
 from imprint_bench.imprint.pipeline import ProxyCache, Workspace
 from imprint_bench.imprint.spec import MethodSpec, preset_name
@@ -50,9 +49,6 @@ NO_NC1 = {"nc1": float("nan"), "nc1_ref": float("nan")}
 FAILED_METRICS = {"acc": float("nan"), "macro_f1": float("nan"), "balanced_acc": float("nan"), "per_class_f1": [],
                   "gen_s": float("nan"), "infer_s": float("nan"), "n_proxies": 0}
 
-#: Distributions whose versions go into every row (the first installed name of each entry counts).
-VERSIONED = {"torch": ("torch",), "numpy": ("numpy",), "faiss": ("faiss-cpu", "faiss-gpu", "faiss"),
-             "timm": ("timm",), "imprint_bench": ("imprint-bench",)}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -64,23 +60,6 @@ def resolve_device(name: str) -> torch.device:
         raise ConfigError(f"device={name} but CUDA is not available here; use device=cpu or device=auto")
     return device
 
-
-def _installed_version(names: tuple[str, ...]) -> str:
-    for name in names:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return "unknown"
-
-
-@functools.cache
-def library_versions() -> str:
-    """Versions recorded in every result row (k-means and GEMM results can differ between releases), as
-    JSON. Read from the installed distributions' metadata, so that no library is imported for it."""
-    versions = {"python": platform.python_version()}
-    versions.update({key: _installed_version(names) for key, names in VERSIONED.items()})
-    return json.dumps(versions, sort_keys=True)
 
 
 def _nc1_columns(task: Task, feature_key: str, seed: int) -> dict[str, float]:
@@ -159,7 +138,7 @@ def evaluate_cell(cfg: DictConfig, cell: Cell, specs: list[MethodSpec], plan_has
         "n_classes": task.n_classes, "n_train": task.n_train, "n_test": int(task.y_test.shape[0]),
         "n_test_excluded": task.n_test_excluded,
         "feature_key": features.key, "cell_hash": cell.hash, "device": str(data.device),
-        "versions": library_versions(),
+        "versions": recorded_versions(),
         **(_nc1_columns(task, features.key, cell.seed) if pending and cfg.nc1 else NO_NC1),
     }
     failed_before = summary.failed
@@ -209,7 +188,7 @@ def save_head(cfg: DictConfig, workspace: Workspace, spec: MethodSpec, cell: Cel
     extra = {"dataset": cell.dataset, "task": cell.task, "labels": json.dumps(workspace.task.labels)}
     if cell.identity["backbone"]:
         extra["backbone"] = json.dumps(cell.identity["backbone"])
-    path = workspace.head(spec).to("cpu").save(Path(str(cfg.save_head)).expanduser(), extra)
+    path = ImprintedHead.from_workspace(workspace, spec).to("cpu").save(Path(str(cfg.save_head)).expanduser(), extra)
     log.info("imprinted head saved to %s", path)
     return path
 

@@ -18,7 +18,6 @@ extraction of the unmapped dataset, so the 100 ImageNet mappings share the 145 f
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import os
@@ -33,10 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import PIL
-import timm
 import torch
-import torchvision
 from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
@@ -46,20 +42,13 @@ from tqdm.auto import tqdm
 from imprint_bench.backbones import Backbone, backbone_identity, load_backbone
 from imprint_bench.backbones.checkpoints import sha256_file
 from imprint_bench.data.base import FeatureSet
-from imprint_bench.data.images import (
-    SPLITS,
-    ImageArray,
-    ImageFileDataset,
-    ImagePart,
-    ImageSplit,
-    Subset,
-    dataset_fingerprint,
-    mapping_name,
-    prepare_image_dataset,
-    resolve_label_map,
-)
+from imprint_bench.data.containers import SPLITS, ImageArray, ImageFileDataset, ImagePart, ImageSplit
+from imprint_bench.data.images import dataset_fingerprint, prepare_image_dataset
+from imprint_bench.data.mappings import mapping_name, resolve_label_map
+from imprint_bench.data.subsets import Subset
 from imprint_bench.data.transforms import Preprocess
 from imprint_bench.errors import ConfigError
+from imprint_bench.identity import content_key, runtime_versions
 
 log = logging.getLogger(__name__)
 
@@ -202,10 +191,10 @@ def plan_features(
         "backbone": backbone_identity(backbone),
         "dataset": extracted,
         "compute_dtype": "bfloat16" if settings.amp and device.type == "cuda" else "float32",
-        "versions": _library_versions(),
+        "versions": runtime_versions(),
     }
-    extraction_key = _digest(description)
-    key = _digest({"features": extraction_key, "mapping": mapping}) if derive_mapping else extraction_key
+    extraction_key = content_key(description)
+    key = content_key({"features": extraction_key, "mapping": mapping}) if derive_mapping else extraction_key
     return FeatureRequest(dataset, backbone, settings, derive_mapping, extraction_key, key, description)
 
 
@@ -301,7 +290,7 @@ def _write_entry(entry: Path, cached: CachedFeatures, description: dict) -> None
             "key": entry.name,
             "arrays": arrays_meta,
             "class_names": cached.class_names,
-            "versions": _library_versions(),
+            "versions": runtime_versions(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "description": description,
         }
@@ -428,15 +417,3 @@ def _plain(cfg: Mapping | None) -> dict[str, Any]:
             raise ConfigError(f"{err.full_key} must be set (it is ??? in the config), e.g. {err.full_key}=...") from err
     return copy.deepcopy(dict(cfg or {}))
 
-
-def _digest(payload: dict) -> str:
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:32]
-
-
-def _library_versions() -> dict[str, str]:
-    return {
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "timm": timm.__version__,
-        "pillow": PIL.__version__,
-    }

@@ -17,7 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 from imprint_bench.data import FEATURE_KINDS, UNSEEN_TEST, backbone_label
 from imprint_bench.errors import ConfigError
 from imprint_bench.grid import GridPlan, expand_grid, prune_for_task
-from imprint_bench.imprint.spec import JOINT_GEN, MethodSpec, stable_hash
+from imprint_bench.identity import stable_hash
+from imprint_bench.imprint.spec import JOINT_GEN, MethodSpec
 
 EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9_+=-][A-Za-z0-9._+=-]{0,99}")
 

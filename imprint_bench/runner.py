@@ -19,7 +19,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from imprint_bench.imprint.spec import stable_hash
+from imprint_bench.identity import stable_hash
 from imprint_bench.plan import describe_cells, plan_cells
 from imprint_bench.results import ResultStore
 

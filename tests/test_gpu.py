@@ -36,7 +36,7 @@ def test_table1_presets_on_cuda_match_the_cpu(mixture: FeatureSet, split: str) -
     for name, preset in PRESETS.items():
         spec = torch_backend(preset)
         cpu, cuda = on_cpu.evaluate(spec), on_cuda.evaluate(spec)
-        assert on_cuda.head(spec).proxies.is_cuda, name
+        assert ImprintedHead.from_workspace(on_cuda, spec).proxies.is_cuda, name
         assert cuda["n_proxies"] == cpu["n_proxies"], name
         # k-means++ draws from a CUDA generator there (other random numbers): allow a few rows for `ours`;
         # the deterministic presets may differ by float rounding on a borderline row at most

@@ -76,26 +76,30 @@ def test_load_rejects_foreign_files(tmp_path):
         ImprintedHead.load(tmp_path / "x.safetensors")
 
 
+def _proxies(mixture, spec, seed, shots=-1, **workspace_args):
+    workspace = Workspace(make_task(mixture, "all", None, shots=shots, seed=seed), seed, **workspace_args)
+    return ImprintedHead.from_workspace(workspace, spec).proxies
+
+
 def test_few_shot_proxies_are_not_shared_across_seeds(mixture):
     cache = ProxyCache()
     for name in ("qi", "oracle"):
         spec = PRESETS[name]
-        shared = [Workspace(make_task(mixture, "all", None, shots=3, seed=s), s, proxy_cache=cache).head(spec)
-                  for s in (1, 2)]
-        fresh = Workspace(make_task(mixture, "all", None, shots=3, seed=2), 2).head(spec)
-        assert torch.equal(shared[1].proxies, fresh.proxies)
-        assert not torch.equal(shared[0].proxies, shared[1].proxies)
+        shared = [_proxies(mixture, spec, s, shots=3, proxy_cache=cache) for s in (1, 2)]
+        fresh = _proxies(mixture, spec, 2, shots=3)
+        assert torch.equal(shared[1], fresh)
+        assert not torch.equal(shared[0], shared[1])
     kls = MethodSpec("none", GenSpec("kls", 2), "none", "none", AggSpec())
-    Workspace(make_task(mixture, "all", None, shots=4, seed=1), 1, proxy_cache=cache).head(kls)
-    shared = Workspace(make_task(mixture, "all", None, shots=4, seed=2), 2, proxy_cache=cache).head(kls)
-    fresh = Workspace(make_task(mixture, "all", None, shots=4, seed=2), 2).head(kls)
-    assert torch.allclose(shared.proxies, fresh.proxies)
+    _proxies(mixture, kls, 1, shots=4, proxy_cache=cache)
+    shared = _proxies(mixture, kls, 2, shots=4, proxy_cache=cache)
+    fresh = _proxies(mixture, kls, 2, shots=4)
+    assert torch.allclose(shared, fresh)
 
 
 def test_retain_drops_other_feature_sets(mixture):
     cache = ProxyCache()
-    Workspace(make_task(mixture, "all", None), 1, proxy_cache=cache, feature_key="a").head(PRESETS["qi"])
-    Workspace(make_task(mixture, "all", None), 1, proxy_cache=cache, feature_key="b").head(PRESETS["qi"])
+    _proxies(mixture, PRESETS["qi"], 1, proxy_cache=cache, feature_key="a")
+    _proxies(mixture, PRESETS["qi"], 1, proxy_cache=cache, feature_key="b")
     cache.retain("b")
     assert cache._items and all(k[0] == "b" for k in cache._items)
 

@@ -3,6 +3,7 @@
 import pytest
 
 from imprint_bench.errors import ConfigError
+from imprint_bench.identity import stable_hash
 from imprint_bench.imprint.spec import (
     PRESETS,
     UNUSED_BACKEND,
@@ -10,7 +11,6 @@ from imprint_bench.imprint.spec import (
     GenSpec,
     MethodSpec,
     preset_name,
-    stable_hash,
 )
 
 

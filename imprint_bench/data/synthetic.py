@@ -6,7 +6,7 @@ import torch
 
 from imprint_bench.data.base import FeatureSet
 from imprint_bench.errors import ConfigError
-from imprint_bench.imprint.spec import stable_hash
+from imprint_bench.identity import stable_hash
 
 
 def make_mixture(

@@ -10,7 +10,7 @@ import torch
 from imprint_bench.data import UNSEEN_TEST
 from imprint_bench.data.base import FeatureSet
 from imprint_bench.errors import ConfigError, check_choice
-from imprint_bench.imprint.rng import generator
+from imprint_bench.rng import generator
 
 #: The paper's class splits (spec §3.4); ``all`` is every class of the dataset.
 TASK_SPLITS: dict[str, list[int] | None] = {

@@ -8,8 +8,8 @@ import math
 import torch
 
 from imprint_bench.imprint.cluster import kmeans, kmedoids
-from imprint_bench.imprint.rng import derive_seed, generator
 from imprint_bench.imprint.spec import PER_CLASS_GEN, GenSpec
+from imprint_bench.rng import derive_seed, generator
 
 
 def _takes_all(x: torch.Tensor, spec: GenSpec) -> bool:

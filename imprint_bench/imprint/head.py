@@ -9,10 +9,13 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from imprint_bench.data.base import FeatureSet
+from imprint_bench.data.tasks import make_task
 from imprint_bench.errors import ConfigError, check_choice
 from imprint_bench.imprint.aggregate import class_scores
 from imprint_bench.imprint.normalize import normalize_features
-from imprint_bench.imprint.spec import NORM_INF, AggSpec, MethodSpec
+from imprint_bench.imprint.pipeline import Workspace
+from imprint_bench.imprint.spec import NORM_INF, AggSpec, MethodSpec, resolve_method
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -21,7 +24,7 @@ if TYPE_CHECKING:
 class ImprintedHead(nn.Module):
     """Proxies (after NORMpost) with their owning class, NORMinf and AGG: ``forward(x) -> [N, C] scores``.
 
-    Build one with :meth:`fit` from train features and labels, or from the runner's pipeline.
+    Build one with :meth:`fit` from train features and labels, or :meth:`from_workspace` (the runner's pipeline).
     Save/load uses safetensors (tensors plus a JSON metadata string; no pickle).
     """
 
@@ -61,10 +64,6 @@ class ImprintedHead(nn.Module):
         ``method`` is a MethodSpec or a Table-1 preset name (qi, hosoda, janson, ours, oracle);
         ``lam`` is the ridge λ used by ls/kls when the spec does not set one.
         """
-        from imprint_bench.data.base import FeatureSet
-        from imprint_bench.data.tasks import make_task
-        from imprint_bench.imprint.pipeline import Workspace, resolve_method
-
         spec = resolve_method(method).canonical()
         x = torch.as_tensor(x).to(torch.float32)
         y = torch.as_tensor(y).to(torch.int64)
@@ -72,7 +71,13 @@ class ImprintedHead(nn.Module):
         task = make_task(features, "fit", None)
         if class_names:
             task.class_names = list(class_names)
-        return Workspace(task, seed=seed, lam=lam).head(spec)
+        return cls.from_workspace(Workspace(task, seed=seed, lam=lam), spec)
+
+    @classmethod
+    def from_workspace(cls, workspace: Workspace, spec: MethodSpec) -> ImprintedHead:
+        """The head of ``spec`` on a workspace's task (GEN → NORMpost), ready for inference."""
+        proxies, owner, _ = workspace.imprinted(spec)
+        return cls(proxies, owner, spec.norm_inf, spec.agg, workspace.task.class_names, workspace.center, spec)
 
     @property
     def n_proxies(self) -> int:

@@ -17,23 +17,11 @@ from typing import Any
 import torch
 
 from imprint_bench.data.tasks import Task
-from imprint_bench.errors import ConfigError
 from imprint_bench.imprint.aggregate import max_scores, nearest_proxies, vote_scores
 from imprint_bench.imprint.generate import generate_class_proxies, generate_task_proxies, gram_matrix
-from imprint_bench.imprint.head import ImprintedHead
 from imprint_bench.imprint.metrics import classification_metrics
 from imprint_bench.imprint.normalize import normalize_features, normalize_proxies
-from imprint_bench.imprint.spec import JOINT_GEN, PER_CLASS_GEN, PRESETS, SEEDED_GEN, MethodSpec
-
-
-def resolve_method(method: MethodSpec | str) -> MethodSpec:
-    """A MethodSpec from a spec or a preset name, validated."""
-    if isinstance(method, str):
-        if method not in PRESETS:
-            raise ConfigError(f"unknown method preset {method!r}; valid: {', '.join(PRESETS)}")
-        method = PRESETS[method]
-    method.validate()
-    return method
+from imprint_bench.imprint.spec import JOINT_GEN, PER_CLASS_GEN, SEEDED_GEN, MethodSpec
 
 
 def _joint_block_sizes(spec: MethodSpec, xs: list[torch.Tensor]) -> list[int]:
@@ -162,35 +150,35 @@ class Workspace:
             grams.append(hit[0])
         return grams
 
-    def head(self, spec: MethodSpec) -> ImprintedHead:
-        """The imprinted head for ``spec`` (GEN → NORMpost), ready for inference."""
-        blocks, _ = self.proxies(spec)
-        return self._head_from_blocks(spec, blocks)
+    @property
+    def center(self) -> torch.Tensor:
+        """The task's train mean (used by cl2n)."""
+        return self._center
 
-    def _head_from_blocks(self, spec: MethodSpec, blocks: list[torch.Tensor]) -> ImprintedHead:
+    def imprinted(self, spec: MethodSpec) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """GEN → NORMpost for ``spec``: the proxy matrix, each proxy's class index and the seconds GEN took."""
+        blocks, gen_s = self.proxies(spec)
         blocks = normalize_proxies(blocks, spec.norm_post)
         owner = torch.cat([torch.full((b.shape[0],), i, dtype=torch.int64, device=b.device)
                            for i, b in enumerate(blocks)])
-        return ImprintedHead(torch.cat(blocks), owner, spec.norm_inf, spec.agg, self.task.class_names,
-                             self._center, spec)
+        return torch.cat(blocks), owner, gen_s
 
     def evaluate(self, spec: MethodSpec, m_needed: int | None = None) -> dict[str, Any]:
         """Metrics and timings for one canonical configuration. ``m_needed`` (≥ spec.agg.m) lets the
         nearest-proxy search serve larger-m variants of the same proxies from one computation."""
-        blocks, gen_s = self.proxies(spec)
-        head = self._head_from_blocks(spec, blocks)
+        proxies, owner, gen_s = self.imprinted(spec)
         x = self.test_normed(spec.norm_inf)
         start = time.perf_counter()
         if spec.agg.name == "max":
-            scores = max_scores(x, head.proxies, head.owner, self.task.n_classes)
+            scores = max_scores(x, proxies, owner, self.task.n_classes)
         else:
             key = (self._gen_key(spec), spec.norm_post, spec.norm_inf, spec.agg.distance)
             m = max(spec.agg.m, m_needed or 0)
             cached = self._neighbors.get(key)
-            if cached is None or cached[1].shape[1] < min(m, head.n_proxies):
-                cached = nearest_proxies(x, head.proxies, spec.agg.distance, m)
+            if cached is None or cached[1].shape[1] < min(m, proxies.shape[0]):
+                cached = nearest_proxies(x, proxies, spec.agg.distance, m)
                 self._neighbors[key] = cached
-            scores = vote_scores(cached[0], cached[1], head.owner, self.task.n_classes, spec.agg.m, spec.agg.weighting)
+            scores = vote_scores(cached[0], cached[1], owner, self.task.n_classes, spec.agg.m, spec.agg.weighting)
         pred = scores.argmax(1)
         if pred.is_cuda:
             torch.cuda.synchronize()
@@ -199,5 +187,5 @@ class Workspace:
             **classification_metrics(pred, self.task.y_test, self.task.n_classes),
             "gen_s": gen_s,
             "infer_s": infer_s,
-            "n_proxies": head.n_proxies,
+            "n_proxies": int(proxies.shape[0]),
         }

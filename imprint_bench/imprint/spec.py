@@ -6,8 +6,6 @@ the same computation share one hash, and validation rejects meaningless ones wit
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -184,10 +182,6 @@ class MethodSpec:
         }
 
 
-def stable_hash(obj: Any) -> str:
-    """MD5 of the key-sorted JSON of ``obj``: a deterministic name for a configuration or cache entry."""
-    return hashlib.md5(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
 
 #: The five rows of the paper's Table 1 (README of DATEXIS/IMPRINT), exactly.
 PRESETS: dict[str, MethodSpec] = {
@@ -197,6 +191,16 @@ PRESETS: dict[str, MethodSpec] = {
     "ours": MethodSpec("l2", GenSpec("kmeans", 20), "l2", "l2", AggSpec("max")),
     "oracle": MethodSpec("none", GenSpec("ls", 1), "none", "none", AggSpec("max")),
 }
+
+
+def resolve_method(method: MethodSpec | str) -> MethodSpec:
+    """A MethodSpec from a spec or a preset name, validated."""
+    if isinstance(method, str):
+        if method not in PRESETS:
+            raise ConfigError(f"unknown method preset {method!r}; valid: {', '.join(PRESETS)}")
+        method = PRESETS[method]
+    method.validate()
+    return method
 
 
 def preset_name(spec: MethodSpec, shots: int = -1) -> str:
