@@ -19,17 +19,11 @@ from timm.data import ImageNetInfo
 from imprint_bench import features
 from imprint_bench.config import config_dir
 from imprint_bench.data import imagenet
-from imprint_bench.data.images import (
-    DATASET_KINDS,
-    DEBIAN_FASHION_MNIST,
-    ImageArray,
-    ImageFiles,
-    Subset,
-    dataset_fingerprint,
-    load_image_dataset,
-    mapping_name,
-    prepare_image_dataset,
-)
+from imprint_bench.data.containers import ImageArray, ImageFiles
+from imprint_bench.data.image_loaders import DEBIAN_FASHION_MNIST
+from imprint_bench.data.images import DATASET_KINDS, dataset_fingerprint, load_image_dataset, prepare_image_dataset
+from imprint_bench.data.mappings import mapping_name
+from imprint_bench.data.subsets import Subset
 from imprint_bench.errors import ConfigError
 
 CONF = config_dir() / "dataset"

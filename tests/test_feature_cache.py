@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from imprint_bench import features
-from imprint_bench.data.images import DIGIT_NAMES
+from imprint_bench.data.image_loaders import DIGIT_NAMES
 from imprint_bench.errors import ConfigError
 
 DIGITS = {"kind": "digits", "name": "digits", "download": False, "mapping": None, "subset": None}

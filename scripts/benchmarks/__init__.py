@@ -1,0 +1,26 @@
+"""The suites of ``scripts/bench.py`` by name: each yields (key, result) pairs as it measures, and renders
+its results as a Markdown section."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import torch
+
+from . import engine, extraction, kmeans, memory
+from .common import FeatureBank, Sizes
+
+SUITES: dict[str, Callable[[torch.device, Sizes, FeatureBank], Iterator[tuple[str, Any]]]] = {
+    "engine": engine.engine_suite,
+    "kmeans": kmeans.kmeans_suite,
+    "extract": extraction.extract_suite,
+    "memory": memory.memory_suite,
+}
+RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "engine": engine.render_engine,
+    "kmeans": kmeans.render_kmeans,
+    "extract": extraction.render_extract,
+    "memory": memory.render_memory,
+}
+SUITE_NAMES = tuple(SUITES)
