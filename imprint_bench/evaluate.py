@@ -29,6 +29,7 @@ from imprint_bench.imprint.pipeline import ProxyCache, Workspace
 from imprint_bench.imprint.spec import MethodSpec, preset_name
 from imprint_bench.plan import Cell, ridge_lambda
 from imprint_bench.results import ResultStore, RowWriter
+from imprint_bench.schema import FAILED_METRICS, NO_NC1
 
 if TYPE_CHECKING:
     from tqdm import tqdm
@@ -42,12 +43,6 @@ PROXY_CACHE = ProxyCache()
 
 #: NC1 values by (feature key, task classes, shots, few-shot seed), for the same reason.
 NC1_MEMO: dict[tuple, dict[str, float]] = {}
-
-NO_NC1 = {"nc1": float("nan"), "nc1_ref": float("nan")}
-
-#: Metric columns of a failed run (present so every part file has the same schema).
-FAILED_METRICS = {"acc": float("nan"), "macro_f1": float("nan"), "balanced_acc": float("nan"), "per_class_f1": [],
-                  "gen_s": float("nan"), "infer_s": float("nan"), "n_proxies": 0}
 
 
 

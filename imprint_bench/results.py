@@ -10,6 +10,7 @@ Layout under ``<results_dir>/<experiment>/``::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import socket
@@ -24,6 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from imprint_bench.errors import ConfigError
+from imprint_bench.identity import canonical_json
+from imprint_bench.schema import COLUMN_NAMES, dedupe_runs, to_arrow
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -45,6 +48,32 @@ def atomic_write_table(table: pa.Table, path: Path) -> None:
     with tmp.open("rb") as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+#: Schema-metadata key of a part's row digest: the SHA-256 of its rows as canonical JSON. Page checksums
+#: cover page data but not page headers; the digest covers every value, whatever byte was damaged.
+ROWS_DIGEST = b"imprint_bench.rows_sha256"
+
+
+def rows_digest(table: pa.Table) -> bytes:
+    """SHA-256 (hex) of a table's rows as canonical JSON."""
+    return hashlib.sha256(canonical_json(table.to_pylist()).encode()).hexdigest().encode()
+
+
+def write_part(rows: list[dict[str, Any]], path: Path) -> None:
+    """Result rows as one atomic Parquet part with the schema's types and the digest of its rows."""
+    table = to_arrow(rows)
+    atomic_write_table(table.replace_schema_metadata({ROWS_DIGEST: rows_digest(table)}), path)
+
+
+def read_part(path: Path) -> pa.Table:
+    """A part, verified: page checksums while reading, then the digest of its rows (parts written before
+    digests existed have page checksums only). Raises ``ValueError`` on damage."""
+    table = pq.read_table(path, page_checksum_verification=True)
+    stored = (table.schema.metadata or {}).get(ROWS_DIGEST)
+    if stored is not None and rows_digest(table) != stored:
+        raise ValueError(f"{path}: its rows do not match their digest (the file was changed or damaged)")
+    return table.replace_schema_metadata(None)
 
 
 def atomic_write_parquet(df: pd.DataFrame, path: Path) -> None:
@@ -145,7 +174,7 @@ class RowWriter:
         if not self._rows:
             return
         name = f"{time.time_ns()}-{HOST}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
-        atomic_write_table(pa.Table.from_pylist(self._rows), self.folder / name)  # 3× faster than via pandas
+        write_part(self._rows, self.folder / name)  # 3× faster than via pandas
         self.written += len(self._rows)
         self._rows = []
         self._last = time.monotonic()
@@ -188,22 +217,16 @@ def collect(root: str | Path, write: bool = True) -> CollectSummary:
     tables, corrupted = [], []
     for part in parts:
         try:
-            tables.append(pq.read_table(part, page_checksum_verification=True))
+            tables.append(read_part(part))
         except Exception as err:
             corrupted.append(f"{part} ({type(err).__name__})")
     if tables:  # one conversion to pandas for all parts (a part of failed rows has null-typed metric columns)
         table = pa.concat_tables(tables, promote_options="permissive").to_pandas()
     else:
-        table = pd.DataFrame(columns=["run_hash", "status"])
+        table = pd.DataFrame(columns=COLUMN_NAMES)
     if len(table):
-        table = (
-            table.assign(_ok=table["status"].eq("ok"))
-            .sort_values(["_ok", "created_at"], ascending=[False, False], kind="stable")
-            .drop_duplicates("run_hash")
-            .drop(columns="_ok")
-            .sort_values(["backbone", "dataset", "task", "seed", "created_at"], kind="stable")
-            .reset_index(drop=True)
-        )
+        table = dedupe_runs(table).sort_values(["backbone", "dataset", "task", "seed", "created_at"], kind="stable")
+        table = table.reset_index(drop=True)
     summary = CollectSummary(table, len(parts), corrupted)
     if write:
         out = root / "results.parquet"

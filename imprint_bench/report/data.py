@@ -10,88 +10,13 @@ import pandas as pd
 
 from imprint_bench.errors import ConfigError
 from imprint_bench.imprint.spec import PRESETS
+from imprint_bench.schema import REQUIRED_COLUMNS, conform, dedupe_runs, missing_required
 
 #: A group / voter / block of the rank statistics.
 GROUP_COLS = ["backbone", "dataset", "mapping", "task"]
 #: The stage columns that identify one configuration (plus the few-shot value).
 CONFIG_COLS = ["norm_pre", "gen", "k", "norm_post", "norm_inf", "agg", "m", "distance", "weighting", "shots",
                "kmeans_backend", "kmeans_iters", "lam"]
-#: Columns without which no report can be made.
-REQUIRED_COLUMNS = [
-    "backbone",
-    "dataset",
-    "task",
-    "seed",
-    "method",
-    "norm_pre",
-    "gen",
-    "k",
-    "norm_post",
-    "norm_inf",
-    "agg",
-    "m",
-    "distance",
-    "weighting",
-    "acc",
-]
-#: Optional columns and the value assumed when a table lacks them.
-OPTIONAL_DEFAULTS: dict[str, object] = {
-    "run_hash": "",
-    "experiment": "",
-    "mapping": "none",
-    "shots": -1,
-    "status": "ok",
-    "error": "",
-    "macro_f1": np.nan,
-    "balanced_acc": np.nan,
-    "n_classes": np.nan,
-    "n_train": np.nan,
-    "n_test": np.nan,
-    "n_proxies": np.nan,
-    "gen_s": np.nan,
-    "infer_s": np.nan,
-    "nc1": np.nan,
-    "nc1_ref": np.nan,
-    "created_at": "",
-    "kmeans_backend": "",
-    "kmeans_iters": -1,
-    "lam": -1.0,
-    "versions": "",
-}
-INT_COLS = ["seed", "k", "m", "shots", "kmeans_iters"]
-STR_COLS = [
-    "backbone",
-    "dataset",
-    "mapping",
-    "task",
-    "method",
-    "norm_pre",
-    "gen",
-    "norm_post",
-    "norm_inf",
-    "agg",
-    "distance",
-    "weighting",
-    "status",
-    "error",
-    "experiment",
-    "run_hash",
-    "created_at",
-    "kmeans_backend",
-]
-FLOAT_COLS = [
-    "acc",
-    "macro_f1",
-    "balanced_acc",
-    "gen_s",
-    "infer_s",
-    "nc1",
-    "nc1_ref",
-    "n_classes",
-    "n_train",
-    "n_test",
-    "n_proxies",
-]
 PRESET_ORDER = list(PRESETS)  # qi, hosoda, janson, ours, oracle
 
 _D_IN_1 = re.compile(r"^(?:map)?(\d+)(?:_in_1)?-(\d+)$")
@@ -125,42 +50,19 @@ def load_results(path: str | Path) -> pd.DataFrame:
 
 
 def validate_results(df: pd.DataFrame, source: str = "<DataFrame>") -> pd.DataFrame:
-    """Check required columns, fill optional ones, fix dtypes and drop duplicate runs (latest wins)."""
+    """Check required columns, fill the others with the schema's defaults, fix dtypes and drop duplicate runs
+    (:func:`imprint_bench.schema.dedupe_runs`)."""
     if not isinstance(df, pd.DataFrame):
         raise ConfigError(f"results must be a pandas DataFrame or a path, got {type(df).__name__}")
     if len(df) == 0:
         raise ConfigError(f"results table {source} has no rows: nothing to report (run a sweep and collect first)")
-    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    missing = missing_required(list(df.columns))
     if missing:
         raise ConfigError(
             f"results table {source} lacks required column(s) {missing}; it has "
             f"{sorted(map(str, df.columns))}. Required: {REQUIRED_COLUMNS}"
         )
-    out = df.copy()
-    for col, default in OPTIONAL_DEFAULTS.items():
-        if col not in out.columns:
-            out[col] = default
-    for col in INT_COLS:
-        out[col] = pd.to_numeric(out[col], errors="coerce").fillna(-1).astype(int)
-    for col in FLOAT_COLS:
-        out[col] = pd.to_numeric(out[col], errors="coerce").astype(float)
-    for col in STR_COLS:
-        out[col] = out[col].astype(object).where(out[col].notna(), "").astype(str)
-    out["lam"] = pd.to_numeric(out["lam"], errors="coerce").fillna(-1.0)  # -1: no ridge λ (not ls/kls)
-    out.loc[out["mapping"] == "", "mapping"] = "none"
-    out.loc[out["status"] == "", "status"] = "ok"
-    return _dedupe(out)
-
-
-def _dedupe(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per run_hash, as ``collect`` does: an ok row over a failed one, then the newest; rows without
-    a hash are all kept."""
-    has = df["run_hash"] != ""
-    if not has.any() or not df.loc[has, "run_hash"].duplicated().any():
-        return df.reset_index(drop=True)
-    sub = df.loc[has].assign(_ok=df.loc[has, "status"].eq("ok"))
-    kept = sub.sort_values(["_ok", "created_at"], kind="stable").drop_duplicates("run_hash", keep="last")
-    return pd.concat([kept.drop(columns="_ok"), df.loc[~has]]).sort_index().reset_index(drop=True)
+    return dedupe_runs(conform(df))
 
 
 def separate_feature_sets(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:

@@ -6,7 +6,6 @@ The accuracies follow a simple made-up model (more proxies help more on less col
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -14,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from imprint_bench.identity import stable_hash
 from imprint_bench.imprint.spec import PRESETS, GenSpec, MethodSpec
 from imprint_bench.report.data import CONFIG_COLS
+from imprint_bench.schema import FAILED_METRICS, conform
 
 _BASE = {
     ("resnet18", "MNIST"): 84.6,
@@ -177,14 +178,12 @@ def synthetic_results(seed: int = 0, n_seeds: int = 3, n_fail: int = 3, small: b
         row_seeds = seeds if ctx["experiment"] != "few_shot" else [14057, 994348, 23092007, 123456, 98765][:n_seeds_few]
         for s in row_seeds:
             rows.append(_finish(rng, {**cfg, **ctx, "seed": s}))
-    df = pd.DataFrame(rows)
     if n_fail:
-        idx = rng.choice(len(df), size=min(n_fail, len(df)), replace=False)
-        for col in ("acc", "macro_f1", "balanced_acc", "gen_s", "infer_s"):
-            df.loc[idx, col] = np.nan
-        df.loc[idx, "status"] = "failed"
-        df.loc[idx, "error"] = "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB (synthetic failure)"
-    return df
+        for i in rng.choice(len(rows), size=min(n_fail, len(rows)), replace=False):
+            rows[i].update(FAILED_METRICS, status="failed",
+                           error="RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB (synthetic failure)")
+    df = pd.DataFrame(rows)
+    return conform(df)
 
 
 def _finish(rng: np.random.Generator, row: dict) -> dict:
@@ -203,7 +202,7 @@ def _finish(rng: np.random.Generator, row: dict) -> dict:
     n_classes = 10 if task == "all" else (3 if task == "short" else 5)
     n_train = n_classes * (shots if shots > 0 else 6000)
     flat = {c: row[c] for c in (*CONFIG_COLS, "backbone", "dataset", "mapping", "task", "seed")}
-    run_hash = hashlib.md5(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()
+    run_hash = stable_hash(flat)
     acc = float(np.clip(acc, 0.5, 99.9))
     return {
         "run_hash": run_hash,

@@ -1,0 +1,148 @@
+"""The results schema: every column of the results table, its type, its default and its meaning, in one place.
+
+One row per evaluated configuration. The runner writes rows through :func:`to_arrow` (ok and failed rows get
+the same column types), collect and the report de-duplicate with :func:`dedupe_runs`, the report reads any
+table through :func:`conform`, and ``docs/architecture.md`` lists :data:`COLUMN_NAMES` (a test keeps it true).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+Kind = Literal["str", "int", "float", "count", "list"]
+
+_ARROW = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "count": pa.int64(),
+          "list": pa.list_(pa.float64())}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One result column. ``default`` fills a table that lacks the column (or holds nulls in it); a
+    ``required`` column has none: without it no report can be made. ``count`` columns are integers on disk
+    and floats in memory (NaN where a hand-made table has no value)."""
+
+    name: str
+    kind: Kind
+    doc: str
+    required: bool = False
+    default: Any = None
+
+
+COLUMNS: tuple[Column, ...] = (
+    # the cell: one (backbone, dataset, task, seed)
+    Column("experiment", "str", "experiment_name of the sweep", default=""),
+    Column("backbone", "str", "backbone name (or a feature file's backbone label)", required=True),
+    Column("dataset", "str", "dataset name", required=True),
+    Column("mapping", "str", "label remapping of the dataset (none = its own labels)", default="none"),
+    Column("task", "str", "class split: all, even, odd, short, or a custom name", required=True),
+    Column("seed", "int", "run seed (k-means starts, few-shot samples)", required=True),
+    Column("shots", "int", "training samples per class; -1 = all", default=-1),
+    # the configuration: its stages
+    Column("method", "str", "Table-1 preset the configuration equals, else custom", required=True),
+    Column("norm_pre", "str", "NORMpre", required=True),
+    Column("gen", "str", "GEN: mean, kmeans, kmedoids, fps, random, all, cov_max, ls, kls, none", required=True),
+    Column("k", "int", "proxies per class (-1 = all samples)", required=True),
+    Column("norm_post", "str", "NORMpost", required=True),
+    Column("norm_inf", "str", "NORMinf", required=True),
+    Column("agg", "str", "AGG: max or mnn", required=True),
+    Column("m", "int", "neighbours voting in mnn (-1 for max)", required=True),
+    Column("distance", "str", "mnn distance (inner_product for max)", required=True),
+    Column("weighting", "str", "mnn vote weighting: uniform or distance", required=True),
+    Column("kmeans_backend", "str", "k-means backend requested (faiss placeholder for other GEN)", default=""),
+    Column("kmeans_iters", "int", "Lloyd iteration cap", default=-1),
+    Column("lam", "float", "ridge λ of ls/kls (-1 = none)", default=-1.0),
+    # the metrics
+    Column("acc", "float", "test accuracy, %", required=True),
+    Column("macro_f1", "float", "macro-F1 over classes present in the test set, %", default=np.nan),
+    Column("balanced_acc", "float", "mean per-class recall, %", default=np.nan),
+    Column("per_class_f1", "list", "F1 per class, %", default=None),
+    Column("gen_s", "float", "seconds GEN took (also when served from cache)", default=np.nan),
+    Column("infer_s", "float", "seconds of inference on the test set", default=np.nan),
+    Column("n_proxies", "count", "proxies in the head", default=np.nan),
+    Column("n_classes", "count", "classes of the task", default=np.nan),
+    Column("n_train", "count", "training rows the task imprinted from", default=np.nan),
+    Column("n_test", "count", "test rows evaluated", default=np.nan),
+    Column("n_test_excluded", "count", "test rows excluded (task.unseen_test=exclude)", default=0),
+    Column("nc1", "float", "NC1 of the task's L2-normalised train features (textbook)", default=np.nan),
+    Column("nc1_ref", "float", "NC1 with the reference implementation's centring", default=np.nan),
+    # identity and provenance
+    Column("run_hash", "str", "hash of the cell and the canonical method (resume key)", default=""),
+    Column("cell_hash", "str", "hash of the cell", default=""),
+    Column("feature_key", "str", "feature-cache key of the feature set", default=""),
+    Column("status", "str", "ok or failed", default="ok"),
+    Column("error", "str", "the error of a failed run", default=""),
+    Column("device", "str", "device the run used", default=""),
+    Column("created_at", "str", "UTC time the row was made (ISO 8601)", default=""),
+    Column("versions", "str", "library versions (JSON)", default=""),
+)
+
+BY_NAME = {c.name: c for c in COLUMNS}
+COLUMN_NAMES = [c.name for c in COLUMNS]
+REQUIRED_COLUMNS = [c.name for c in COLUMNS if c.required]
+#: The metric columns of a failed run (NaN, no proxies), so its part file has the same columns.
+METRIC_COLUMNS = ["acc", "macro_f1", "balanced_acc", "per_class_f1", "gen_s", "infer_s", "n_proxies"]
+FAILED_METRICS: dict[str, Any] = {**{c: float("nan") for c in METRIC_COLUMNS}, "per_class_f1": [], "n_proxies": 0}
+NO_NC1 = {"nc1": float("nan"), "nc1_ref": float("nan")}
+ARROW_SCHEMA = pa.schema([(c.name, _ARROW[c.kind]) for c in COLUMNS])
+
+
+def to_arrow(rows: list[dict[str, Any]]) -> pa.Table:
+    """Rows as an Arrow table with the schema's types and order; a key the schema does not know is a bug
+    (it would be dropped silently), so it raises."""
+    unknown = {key for row in rows for key in row} - BY_NAME.keys()
+    if unknown:
+        raise ValueError(f"result rows carry columns the schema does not define: {sorted(unknown)} "
+                         "(add them to imprint_bench/schema.py)")
+    return pa.Table.from_pylist(rows, schema=ARROW_SCHEMA)
+
+
+def dedupe_runs(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per run_hash: an ok row over a failed one, then the newest (``created_at``); rows without a
+    hash (hand-made tables) are all kept. The order of the remaining rows is kept."""
+    df = df.reset_index(drop=True)
+    if "run_hash" not in df.columns:
+        return df
+    hashes = df["run_hash"].astype(object).where(df["run_hash"].notna(), "").astype(str)
+    has = hashes != ""
+    if not hashes[has].duplicated().any():
+        return df
+    rank = pd.DataFrame({"ok": df["status"].eq("ok") if "status" in df else True,
+                         "at": df["created_at"].astype(str) if "created_at" in df else "", "hash": hashes})
+    keep = rank[has].sort_values(["ok", "at"], kind="stable").drop_duplicates("hash", keep="last").index
+    return df.loc[df.index.isin(keep) | ~has].reset_index(drop=True)
+
+
+def missing_required(columns: list[str]) -> list[str]:
+    """Required columns a table lacks."""
+    return [c for c in REQUIRED_COLUMNS if c not in columns]
+
+
+def conform(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy with every schema column present (defaults where missing or null) and in-memory dtypes:
+    str → str ("" for null; mapping ``none``, status ``ok`` when empty), int → int (-1 for null),
+    float/count → float. Unknown extra columns are kept as they are."""
+    out = df.copy()
+    for column in COLUMNS:
+        if column.name not in out.columns:
+            out[column.name] = [column.default] * len(out) if column.kind == "list" else column.default
+        values = out[column.name]
+        if column.kind == "str":
+            text = values.astype(object).where(values.notna(), "").astype(str)
+            out[column.name] = text.where(text != "", column.default) if column.default else text
+        elif column.kind == "int":
+            out[column.name] = pd.to_numeric(values, errors="coerce").fillna(-1).astype(int)
+        elif column.kind in ("float", "count"):
+            out[column.name] = pd.to_numeric(values, errors="coerce").astype(float).fillna(column.default)
+    return out
+
+
+def columns_markdown() -> str:
+    """The schema as a Markdown table (name, type, meaning)."""
+    lines = ["| column | type | meaning |", "|---|---|---|"]
+    lines += [f"| `{c.name}` | {c.kind}{' (required)' if c.required else ''} | {c.doc} |" for c in COLUMNS]
+    return "\n".join(lines)
