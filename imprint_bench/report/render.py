@@ -47,6 +47,13 @@ def fmt_p(p: float) -> str:
     return f"{p:.2e}" if p < 1e-3 else f"{p:.3f}"
 
 
+def p_phrase(p: float) -> str:
+    """p-value for figure text: ``p = 0.034``, ``p < 0.001`` (never ``p = 0``), or ``no p-value``."""
+    if p is None or not math.isfinite(p):
+        return "no p-value"
+    return "p < 0.001" if p < 1e-3 else f"p = {p:.3f}"
+
+
 def format_table(
     df: pd.DataFrame,
     digits: int | dict[str, int] = 2,

@@ -1,6 +1,6 @@
 """Rank statistics over blocks (Demšar 2006), as in the paper's Sec. 3.3 but without the reference's bugs.
 
-The input everywhere is a *blocks × methods* matrix of scores (higher = better): one row per block/voter
+The input of the rank statistics is a *blocks × methods* matrix of scores (higher = better): one row per block/voter
 (backbone × dataset × mapping × task), one column per method, each cell the median accuracy over seeds.
 
 - :func:`average_ranks`: rank 1 = best within each block, ties share the mean rank, averaged over blocks.
@@ -9,6 +9,7 @@ The input everywhere is a *blocks × methods* matrix of scores (higher = better)
   correction. Pairs with identical score vectors get p = 1 (the reference forced p = 0 and called them
   significant).
 - :func:`cd_analysis`: all of the above, ready for the critical-difference diagram.
+- :func:`nc_gain_fit`: Spearman ρ and a log-linear fit of the multi-proxy gain on NC1 (paper Fig. 12).
 """
 
 from __future__ import annotations
@@ -196,3 +197,33 @@ def cd_analysis(matrix: pd.DataFrame, alpha: float = ALPHA) -> CDResult:
             f"p = {min_exact_wilcoxon_p(len(m)):.3g}): more blocks are needed to call any pair different."
         )
     return CDResult(list(m.columns), average_ranks(m), fr, pairs, len(m), alpha, notes)
+
+
+#: Up to this many points the Spearman p-value is exact (all n! orderings, 5,040 at n = 7); above it, scipy's
+#: t approximation, which gives p = 0 for a perfect rank correlation however few the points.
+EXACT_SPEARMAN_MAX_N = 7
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """Spearman ρ and its two-sided p-value (exact permutation p for n ≤ :data:`EXACT_SPEARMAN_MAX_N`)."""
+    from scipy import stats
+
+    rho = float(stats.spearmanr(x, y).statistic)
+    if len(x) <= EXACT_SPEARMAN_MAX_N:
+        exact = stats.PermutationMethod(n_resamples=np.inf)
+        return rho, float(stats.pearsonr(stats.rankdata(x), stats.rankdata(y), method=exact).pvalue)
+    return rho, float(stats.spearmanr(x, y).pvalue)
+
+
+def nc_gain_fit(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Spearman ρ (p) of NC1 ``x`` vs gain ``y`` and the linear fit of the gain on log10 NC1 (slope, R²)."""
+    from scipy import stats
+
+    keep = np.isfinite(x) & np.isfinite(y) & (x > 0)
+    x, y = x[keep], y[keep]
+    out = {"n": len(x), "rho": np.nan, "p": np.nan, "slope": np.nan, "intercept": np.nan, "r2": np.nan}
+    if len(x) >= 3 and np.ptp(x) > 0 and np.ptp(y) > 0:
+        rho, p = spearman(x, y)
+        fit = stats.linregress(np.log10(x), y)
+        out.update(rho=rho, p=p, slope=float(fit.slope), intercept=float(fit.intercept), r2=float(fit.rvalue**2))
+    return out
