@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from imprint_bench.config import register_resolvers
+from imprint_bench.config import register_config
 
 __all__ = ["AggSpec", "GenSpec", "ImprintedHead", "MethodSpec"]
 __version__ = "0.1.0"
@@ -28,4 +28,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'imprint_bench' has no attribute {name!r}")
 
 
-register_resolvers()
+register_config()

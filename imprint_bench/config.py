@@ -1,4 +1,5 @@
-"""Where the config tree lives, and the OmegaConf resolvers it uses (registered when the package is imported)."""
+"""Where the config tree lives, its typed schemas and the OmegaConf resolvers it uses (both registered when the
+package is imported, so that every composition, in the CLI, the sweeper or a test, is checked the same way)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,10 @@ def config_dir() -> Path:
     return Path(str(resources.files(CONFIG_MODULE)))
 
 
-def register_resolvers() -> None:
-    """``${cwd:}``: the directory imprint-bench was started from (usable before Hydra sets its runtime)."""
+def register_config() -> None:
+    """The ``${cwd:}`` resolver (the directory imprint-bench was started from, usable before Hydra sets its
+    runtime) and the config groups' schemas (:mod:`imprint_bench.config_schema`)."""
+    from imprint_bench.config_schema import register_config_schemas
+
     OmegaConf.register_new_resolver("cwd", os.getcwd, replace=True)
+    register_config_schemas()

@@ -65,3 +65,43 @@ def test_the_slurm_preset_requeues_and_names_its_jobs(compose_cfg):
     launcher = cfg.hydra.launcher
     assert launcher.max_num_timeout >= 1 and launcher.stderr_to_stdout
     assert launcher.name == "imprint-table1" and "export HF_HUB_OFFLINE=1" in launcher.setup
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("gen.k=abc", "Value 'abc' of type 'str' could not be converted to Integer"),
+        ("gen.name=kmeanz", "Invalid value 'kmeanz', expected one of [all, mean, random, kmeans"),
+        ("gen.kk=3", "Key 'kk' not in 'GenConfig'"),
+        ("agg.distance=cosin", "Invalid value 'cosin'"),
+        ("norm.post=cl2n", "Invalid value 'cl2n'"),
+        ("task.shots=five", "could not be converted to Integer"),
+        ("dataset.subset.train=half", "could not be converted to Integer"),
+        ("backbone.weights=IMAGENET1K_V2", "Key 'weights' not in 'CheckpointBackboneConfig'"),
+        ("extract.amp=maybe", "Value 'maybe' is not a valid bool"),
+    ],
+)
+def test_schemas_reject_bad_types_names_and_keys_at_compose(compose_cfg, override, message):
+    with pytest.raises(ConfigCompositionException) as err:
+        compose_cfg(override)
+    assert message in str(err.value.__cause__ or err.value)
+
+
+@pytest.mark.parametrize("group", ["gen", "agg", "norm", "task", "extract", "paths", "tracker", "backbone", "dataset"])
+def test_every_group_file_starts_from_a_typed_base_and_states_only_its_differences(group):
+    import yaml
+
+    from imprint_bench.config import config_dir
+    from imprint_bench.config_schema import SCHEMAS
+
+    bases = {name: node for g, name, node in SCHEMAS if g == group}
+    for path in sorted((config_dir() / group).glob("*.yaml")):
+        doc = yaml.safe_load(path.read_text())
+        parent = doc["defaults"][0]
+        if parent not in bases:  # a file that extends another member of the group (fashion_mnist_6k)
+            assert (config_dir() / group / f"{parent}.yaml").is_file(), path
+            continue
+        defaults = bases[parent]()
+        repeated = [key for key, value in doc.items() if key not in ("defaults", "name", "kind", "source")
+                    and not isinstance(value, dict) and getattr(defaults, key, object()) == value]
+        assert not repeated, f"{path.name} repeats its base's defaults: {repeated}"

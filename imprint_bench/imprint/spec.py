@@ -7,18 +7,87 @@ the same computation share one hash, and validation rejects meaningless ones wit
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
 from typing import Any
 
 from imprint_bench.errors import ConfigError, check_choice
 
-NORM_PRE = ("none", "l2", "cl2n")
-NORM_POST = ("none", "l2", "quantile")
-NORM_INF = ("none", "l2", "cl2n")
-GEN_METHODS = ("all", "mean", "random", "kmeans", "kmedoids", "fps", "cov_max", "none", "ls", "kls")
-KMEANS_BACKENDS = ("auto", "torch", "faiss", "sklearn")
-AGG_METHODS = ("max", "mnn")
-DISTANCES = ("inner_product", "cosine", "euclidean", "manhattan", "chebyshev", "mahalanobis")
-WEIGHTINGS = ("uniform", "distance")
+
+class FeatureNorm(StrEnum):
+    """NORMpre and NORMinf: how features are normalised before GEN and at inference."""
+
+    none = "none"
+    l2 = "l2"
+    cl2n = "cl2n"
+
+
+class ProxyNorm(StrEnum):
+    """NORMpost: how proxies are normalised after GEN."""
+
+    none = "none"
+    l2 = "l2"
+    quantile = "quantile"
+
+
+class GenMethod(StrEnum):
+    """GEN: how proxies are generated."""
+
+    all = "all"
+    mean = "mean"
+    random = "random"
+    kmeans = "kmeans"
+    kmedoids = "kmedoids"
+    fps = "fps"
+    cov_max = "cov_max"
+    none = "none"
+    ls = "ls"
+    kls = "kls"
+
+
+class KmeansBackend(StrEnum):
+    """Who runs k-means (auto: batched torch for small classes, faiss for large ones on the CPU)."""
+
+    auto = "auto"
+    torch = "torch"
+    faiss = "faiss"
+    sklearn = "sklearn"
+
+
+class AggMethod(StrEnum):
+    """AGG: max over a class's proxies, or an m-nearest-neighbour vote."""
+
+    max = "max"
+    mnn = "mnn"
+
+
+class Distance(StrEnum):
+    """The distance of AGG (inner_product means the max rule)."""
+
+    inner_product = "inner_product"
+    cosine = "cosine"
+    euclidean = "euclidean"
+    manhattan = "manhattan"
+    chebyshev = "chebyshev"
+    mahalanobis = "mahalanobis"
+
+
+class Weighting(StrEnum):
+    """How m-NN votes are weighted."""
+
+    uniform = "uniform"
+    distance = "distance"
+
+
+# The stage names, one enumeration each: the config schemas (imprint_bench/config_schema.py) type their fields
+# with them, so that Hydra rejects a wrong name at compose time; the engine and the grid validate with them.
+NORM_PRE = tuple(FeatureNorm)
+NORM_POST = tuple(ProxyNorm)
+NORM_INF = tuple(FeatureNorm)
+GEN_METHODS = tuple(GenMethod)
+KMEANS_BACKENDS = tuple(KmeansBackend)
+AGG_METHODS = tuple(AggMethod)
+DISTANCES = tuple(Distance)
+WEIGHTINGS = tuple(Weighting)
 
 #: Methods whose proxies for one class depend only on that class's samples (cacheable per class).
 PER_CLASS_GEN = ("all", "mean", "random", "kmeans", "kmedoids", "fps", "cov_max", "none")
