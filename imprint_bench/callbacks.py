@@ -1,14 +1,21 @@
-"""Hydra callback: collect and summarise a sweep when it ends (the ``imprint`` sweeper plans it before it starts)."""
+"""Hydra callback: collect and summarise a sweep when it ends (the ``imprint`` sweeper plans it before it starts).
+
+Hydra turns an exception in a callback into a warning and exits 0; a failed collect must fail the command, so it
+ends in ``SystemExit`` (which Hydra lets through) after a one-line reason.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import sys
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+from imprint_bench.errors import ConfigError
 
 log = logging.getLogger("imprint_bench")
 
@@ -19,26 +26,37 @@ class CollectOnMultirunEnd(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if config.get("mode") != "run":
             return
-        from imprint_bench.results import collect
+        try:
+            collect_sweep(config)
+        except Exception as err:
+            log.debug("collecting the sweep failed", exc_info=True)
+            reason = str(err) if isinstance(err, ConfigError) else f"{type(err).__name__}: {err}"
+            print(f"error: collecting the sweep failed: {reason}", file=sys.stderr)
+            raise SystemExit(2 if isinstance(err, ConfigError) else 1) from None
 
-        summaries = [json.loads(p.read_text()) for p in Path(config.hydra.sweep.dir).glob("**/job_summary.json")]
-        ok = sum(s["ok"] for s in summaries)
-        failed = sum(s["failed"] for s in summaries)
-        skipped = sum(s["skipped"] for s in summaries)
-        print(f"sweep finished: {len(summaries)} jobs reported, {ok} runs done, {skipped} skipped, {failed} failed")
-        for s in summaries:
-            for failure in s["failures"][:5]:
-                print(f"  failed in [{s['cell']}]: {failure}")
-        root = Path(config.paths.results_dir) / str(config.experiment_name)
-        result = collect(root)
-        print(result.describe())
-        if len(result.table):
-            from imprint_bench.report.data import separate_feature_sets
-            from imprint_bench.report.tables import format_table1
-            from imprint_bench.tracking import log_collected
 
-            table, notes = separate_feature_sets(result.table)
-            for note in notes:
-                print(f"note: {note}")
-            print(format_table1(table))
-            log_collected(config, result.table, root / "report")
+def collect_sweep(config: DictConfig) -> None:
+    """Report the jobs' summaries, merge the part files, print Table 1 and log the collect run to the tracker."""
+    from imprint_bench.results import collect
+
+    summaries = [json.loads(p.read_text()) for p in Path(config.hydra.sweep.dir).glob("**/job_summary.json")]
+    ok = sum(s["ok"] for s in summaries)
+    failed = sum(s["failed"] for s in summaries)
+    skipped = sum(s["skipped"] for s in summaries)
+    print(f"sweep finished: {len(summaries)} jobs reported, {ok} runs done, {skipped} skipped, {failed} failed")
+    for s in summaries:
+        for failure in s["failures"][:5]:
+            print(f"  failed in [{s['cell']}]: {failure}")
+    root = Path(config.paths.results_dir) / str(config.experiment_name)
+    result = collect(root)
+    print(result.describe())
+    if len(result.table):
+        from imprint_bench.report.data import separate_feature_sets
+        from imprint_bench.report.tables import format_table1
+        from imprint_bench.tracking import log_collected
+
+        table, notes = separate_feature_sets(result.table)
+        for note in notes:
+            print(f"note: {note}")
+        print(format_table1(table))
+        log_collected(config, result.table, root / "report")

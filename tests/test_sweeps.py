@@ -1,5 +1,5 @@
 """Real Hydra multiruns (the imprint sweeper with the basic, joblib and submitit_local launchers, and Hydra's
-basic sweeper), plan mode, resume after SIGKILL, W&B offline."""
+basic sweeper), plan mode, resume after SIGKILL (trackers: test_tracking.py)."""
 
 from __future__ import annotations
 
@@ -94,23 +94,6 @@ def test_resume_after_sigkill_loses_only_runs_in_flight(tmp_path):
     df = table(tmp_path, "killed")
     assert len(df) == 40 and df.run_hash.is_unique and set(df.status) == {"ok"}
     assert not list(runs.glob("*/.*.tmp"))
-
-
-def test_wandb_offline_writes_run_files(tmp_path):
-    out = cli(tmp_path, "dataset=synthetic", "dataset.dim=8", "nc1=false", "method=qi", "tracker=wandb",
-              env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
-    assert out.returncode == 0, out.stderr
-    runs = list((tmp_path / "outputs" / "wandb").glob("offline-run-*"))
-    assert len(runs) == 1 and list(runs[0].glob("*.wandb"))
-
-
-def test_wandb_offline_multirun_writes_the_summary_run(tmp_path):
-    out = cli(tmp_path, "-m", "dataset=synthetic", "dataset.dim=8", "nc1=false", "method=qi", "seed=1,2",
-              "tracker=wandb", env={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
-    assert out.returncode == 0, out.stderr
-    assert "InterpolationToMissingValueError" not in out.stderr + out.stdout
-    runs = list((tmp_path / "outputs" / "wandb").glob("offline-run-*"))
-    assert len(runs) == 2  # the job's run and the sweep's summary run
 
 
 @pytest.mark.parametrize(("override", "message"), [
