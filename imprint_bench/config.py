@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from omegaconf import OmegaConf
 
@@ -25,3 +26,17 @@ def register_config() -> None:
 
     OmegaConf.register_new_resolver("cwd", os.getcwd, replace=True)
     register_config_schemas()
+
+
+def group_config(group: str, name: str) -> dict[str, Any]:
+    """One member of a config group as Hydra composes it (its YAML over its base schema), as a plain dict:
+    for scripts and tests that need e.g. a backbone's config without a whole run config."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+            return OmegaConf.to_container(compose("config", overrides=[f"{group}={name}"])[group])
+    finally:
+        GlobalHydra.instance().clear()

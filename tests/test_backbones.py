@@ -13,7 +13,6 @@ import pytest
 import timm
 import torch
 import torchvision
-from omegaconf import OmegaConf
 from PIL import Image
 from safetensors.torch import save_file
 from timm.data import create_transform, resolve_model_data_config
@@ -21,7 +20,7 @@ from torchvision import transforms as T
 
 from imprint_bench.backbones import backbone_identity, backbone_preprocess, load_backbone
 from imprint_bench.backbones.effnet_lite import NATIVE_RESOLUTION, timm_state_dict
-from imprint_bench.config import config_dir
+from imprint_bench.config import config_dir, group_config
 from imprint_bench.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from imprint_bench.errors import ConfigError
 
@@ -35,15 +34,13 @@ PAPER_TRANSFORMS = {  # spec §2.2: resize (shorter side), interpolation
 
 
 def backbone_cfg(config: str, **overrides) -> dict:
-    """A conf/backbone/<config>.yaml as a plain dict, with overrides."""
-    cfg = OmegaConf.to_container(OmegaConf.load(CONF / f"{config}.yaml"))
-    cfg.update(overrides)
-    return cfg
+    """The composed backbone ``config`` (its YAML over its base schema) as a plain dict, with overrides."""
+    return {**group_config("backbone", config), **overrides}
 
 
 def test_every_backbone_config_has_the_common_fields():
     for path in sorted(CONF.glob("*.yaml")):
-        cfg = OmegaConf.to_container(OmegaConf.load(path))  # timm.yaml's name is "???" (mandatory)
+        cfg = backbone_cfg(path.stem)  # timm.yaml's name is "???" (mandatory)
         for field in ("name", "source", "pretrained", "ls_lambda", "resize", "crop"):
             assert field in cfg, f"{path.name} lacks {field}"
         assert isinstance(cfg["ls_lambda"], float), path.name

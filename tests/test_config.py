@@ -65,6 +65,7 @@ def test_the_slurm_preset_requeues_and_names_its_jobs(compose_cfg):
     launcher = cfg.hydra.launcher
     assert launcher.max_num_timeout >= 1 and launcher.stderr_to_stdout
     assert launcher.name == "imprint-table1" and "export HF_HUB_OFFLINE=1" in launcher.setup
+    assert "%j" not in launcher.submitit_folder
 
 
 @pytest.mark.parametrize(

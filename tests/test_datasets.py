@@ -12,12 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 from PIL import Image
 from timm.data import ImageNetInfo
 
 from imprint_bench import features
-from imprint_bench.config import config_dir
+from imprint_bench.config import config_dir, group_config
 from imprint_bench.data import imagenet
 from imprint_bench.data.containers import ImageArray, ImageFiles
 from imprint_bench.data.image_loaders import DEBIAN_FASHION_MNIST
@@ -32,10 +31,8 @@ NOT_MINE = {"features.yaml", "synthetic.yaml"}
 
 
 def dataset_cfg(name: str, **overrides) -> dict:
-    """A conf/dataset/<name>.yaml as a plain dict, with overrides."""
-    cfg = OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"), resolve=True)
-    cfg.update(overrides)
-    return cfg
+    """The composed dataset ``name`` (its YAML over its base schema) as a plain dict, with overrides."""
+    return {**group_config("dataset", name), **overrides}
 
 
 def test_dataset_configs_name_known_kinds_and_compose(compose_cfg):

@@ -45,7 +45,8 @@ def basic_table(tmp_path_factory) -> pd.DataFrame:
 
 @pytest.mark.parametrize("launcher", [
     ("hydra/launcher=joblib", "hydra.launcher.n_jobs=2"),
-    ("hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"),
+    ("hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+     "hydra.launcher.submitit_folder=${hydra.sweep.dir}/.submitit"),  # as the slurm preset
     ("hydra/sweeper=basic",),  # one job per cell, as before grouping: the same rows
 ])
 def test_launchers_and_one_job_per_cell_match_the_grouped_basic_launcher(tmp_path, basic_table, launcher):
@@ -55,6 +56,9 @@ def test_launchers_and_one_job_per_cell_match_the_grouped_basic_launcher(tmp_pat
     assert len(got) == len(basic_table) == 16 and set(got.status) == {"ok"}
     pd.testing.assert_frame_equal(got[[*KEY, "acc", "macro_f1", "nc1", "run_hash", "cell_hash"]],
                                   basic_table[[*KEY, "acc", "macro_f1", "nc1", "run_hash", "cell_hash"]])
+    if "hydra/launcher=submitit_local" in launcher:  # the slurm preset's folder: no literal %j folder
+        logs = {p.name for p in (tmp_path / "outputs" / "logs").glob("multiruns/*/.submitit/*")}
+        assert logs and not any("%j" in name for name in logs) and any(n.endswith("_log.out") for n in logs)
     if launcher == ("hydra/sweeper=basic",):
         assert "sweep finished: 8 jobs reported" in out.stdout
 

@@ -9,11 +9,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from omegaconf import OmegaConf
 from tqdm.auto import tqdm
 
 from imprint_bench.backbones import Backbone, load_backbone
-from imprint_bench.config import config_dir
+from imprint_bench.config import group_config
 
 from .common import FeatureBank, Meter, Sizes, md_table
 
@@ -41,8 +40,7 @@ CUDA_PRECISIONS = (
 
 def backbone_config(name: str) -> dict[str, Any]:
     """``conf/backbone/<name>.yaml`` with random weights (``pretrained: false``: nothing is downloaded)."""
-    cfg = OmegaConf.to_container(OmegaConf.load(config_dir() / "backbone" / f"{name}.yaml"), resolve=True)
-    return {**cfg, "pretrained": False, "checkpoint": None}
+    return {**group_config("backbone", name), "pretrained": False, "checkpoint": None}
 
 
 def forward(backbone: Backbone, batch: torch.Tensor, precision: Precision) -> torch.Tensor:
