@@ -21,7 +21,7 @@ from imprint_bench.report.data import add_config_labels, ok_rows, separate_featu
 from imprint_bench.report.render import p_phrase
 from imprint_bench.report.synthetic import synthetic_results
 
-FIGURE_NAMES = {"table1", "cd_table1", "cd_agg", "k_sweep", "few_shot", "d_in_1", "nc1_gain"}
+FIGURE_NAMES = {"table1", "cd_table1", "cd_agg", "cd_selected_gen", "k_sweep", "few_shot", "d_in_1", "nc1_gain"}
 PRINTED_P = re.compile(r"\bp\s*=\s*(\d+(?:\.\d+)?(?:e[+-]?\d+)?)")
 
 
@@ -151,7 +151,7 @@ def test_table1_diamonds_are_the_paper_values_and_the_caption_says_so(report, sy
 
 def test_report_cd_diagrams_have_readable_labels(report):
     figures, _ = report
-    for name in ("cd_table1", "cd_agg"):
+    for name in ("cd_table1", "cd_agg", "cd_selected_gen"):
         fig = figures[name]
         _assert_no_overlap(_cd_labels(fig), _rendered(fig))
 

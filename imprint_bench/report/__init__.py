@@ -7,7 +7,8 @@ Python API: :func:`build_report` (used by the Hydra ``mode=report``); console: `
 
 Modules: ``builder`` (build_report), ``cli`` (report_main), ``context`` (what sections share), ``sections/``
 (one module per group of sections), ``data`` (reading and labelling results), ``tables`` and ``stats`` (the
-numbers), ``plots`` (the figures), ``render`` (Markdown and HTML), ``paper`` (the published values).
+numbers), ``selection`` (choices on validation accuracy and the optimism gap), ``plots`` (the figures),
+``render`` (Markdown and HTML), ``paper`` (the published values).
 """
 
 from imprint_bench.report.builder import build_report

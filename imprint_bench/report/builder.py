@@ -12,7 +12,7 @@ import pandas as pd
 
 from imprint_bench.errors import ConfigError
 from imprint_bench.imprint.spec import PRESETS
-from imprint_bench.report import stats
+from imprint_bench.report import selection, stats
 from imprint_bench.report.context import ReportContext, run_section
 from imprint_bench.report.data import (
     add_config_labels,
@@ -27,6 +27,7 @@ from imprint_bench.report.sections.collapse import write_neural_collapse
 from imprint_bench.report.sections.curves import write_d_in_1, write_few_shot, write_k_sweep
 from imprint_bench.report.sections.methods import write_aggregation, write_breakdown, write_ranks, write_table1
 from imprint_bench.report.sections.overview import write_intro, write_notes, write_runs
+from imprint_bench.report.sections.selection import write_model_selection
 
 if TYPE_CHECKING:
     from imprint_bench.tracking import Tracker
@@ -77,13 +78,15 @@ def build_report(
         stale.unlink()
     df, label_notes = separate_feature_sets(df)
     ok = add_config_labels(ok_rows(df))
-    ctx = ReportContext(out, Doc(title or "imprint_bench report"), df, ok, paper, alpha, strict)
+    ctx = ReportContext(out, Doc(title or "imprint_bench report"), df, ok, paper, alpha, strict,
+                        validation=selection.coverage(ok))
     write_intro(ctx, source)
     if label_notes:
         ctx.doc.bullets([f"**Feature sets with the same labels**: {note}" for note in label_notes])
     t1_labels = run_section(ctx, "Table 1", lambda: write_table1(ctx, wanted, best_custom)) or []
     run_section(ctx, "Ranks", lambda: write_ranks(ctx, t1_labels))
     run_section(ctx, "Breakdown", lambda: write_breakdown(ctx, t1_labels))
+    run_section(ctx, "Model selection", lambda: write_model_selection(ctx))
     run_section(ctx, "Aggregation", lambda: write_aggregation(ctx))
     run_section(ctx, "k sweep", lambda: write_k_sweep(ctx))
     run_section(ctx, "Few-shot", lambda: write_few_shot(ctx))

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from imprint_bench.report.render import Doc
+from imprint_bench.report.selection import Coverage
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -37,6 +38,7 @@ class ReportContext:
     summary: dict[str, Any] = field(default_factory=dict)
     table1_med: pd.DataFrame | None = None  # seed medians of the Table-1 methods
     table1_paper: bool = False  # Table 1 shows the paper's values
+    validation: Coverage = field(default_factory=Coverage)  # successful rows with a validation accuracy (val_acc)
 
     def csv(self, name: str, df: pd.DataFrame) -> Path:
         """Write ``df`` as tables/<name>.csv (and hand it to the tracker later)."""

@@ -123,12 +123,21 @@ def norm_label(value: str) -> str:
     return _NORM.get(value, value)
 
 
+def gen_name(gen: str) -> str:
+    """The GEN method's name, e.g. ``k-means``."""
+    return _GEN.get(gen, gen)
+
+
+def k_text(k: int) -> str:
+    """k as shown: ``all`` for −1 (every sample), ``auto`` for 0 (``gen.k=auto``: chosen per class), else the number."""
+    return {-1: "all", 0: "auto"}.get(int(k), str(int(k)))
+
+
 def gen_label(gen: str, k: int) -> str:
-    """E.g. ``mean``, ``all``, ``k-means (k=20)``."""
-    name = _GEN.get(gen, gen)
+    """E.g. ``mean``, ``all``, ``k-means (k=20)``, ``k-means (k=auto)``."""
     if gen in ("mean", "all", "ls"):
-        return name
-    return f"{name} (k={'all' if k == -1 else k})"
+        return gen_name(gen)
+    return f"{gen_name(gen)} (k={k_text(k)})"
 
 
 def agg_label(agg: str, m: int, distance: str, weighting: str) -> str:

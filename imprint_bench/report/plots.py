@@ -354,8 +354,13 @@ def plot_k_sweep(data: pd.DataFrame, norms: tuple, show_paper: bool = False) -> 
 def _k_panel(ax: Axes, panel: pd.DataFrame, overlay: bool, key: tuple[str, str]) -> None:
     ks = list(panel.loc[panel["k"] > 0, "k"])
     for gen, g in panel.groupby("gen"):
-        g = g.sort_values("k")
         color, name = GEN_COLORS.get(gen), GEN_NAMES.get(gen, gen)
+        auto = g[g["k"] == 0]  # gen.k=auto: k chosen per class, no point of the k axis
+        if len(auto):
+            ax.axhline(auto["acc"].iloc[0], ls=":", color=color or "0.4", lw=1.3, label=f"{name} (k=auto)")
+        g = g[g["k"] != 0].sort_values("k")
+        if g.empty:
+            continue
         if gen == "all" or (g["k"] == -1).all():
             ax.axhline(g["acc"].iloc[0], ls="--", color=color or "0.4", lw=1.3, label=name)
         elif gen in ("mean", "ls") or len(g) == 1:

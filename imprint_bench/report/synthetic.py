@@ -1,7 +1,10 @@
 """A synthetic results table with every variation the report can show (for demos, docs and tests).
 
 The accuracies follow a simple made-up model (more proxies help more on less collapsed features); they are
-*not* real measurements. ``python -m imprint_bench.report.synthetic OUT_DIR`` renders a sample report.
+*not* real measurements. Validation accuracies (``val_acc``) are the test accuracy plus a bias per configuration
+and group and binomial noise of the validation split's size, drawn from their own random stream, so choosing on
+them is honest but imperfect (a positive optimism gap). ``python -m imprint_bench.report.synthetic OUT_DIR``
+renders a sample report.
 """
 
 from __future__ import annotations
@@ -48,6 +51,9 @@ _PRESET_MODEL = {
     "oracle": ("all", -1, 2.5),
 }
 _KEY = ("norm_pre", "gen", "k", "norm_post", "norm_inf", "agg", "m", "distance", "weighting")
+VAL_FRACTION = 0.2  # of the training rows, as task.val_fraction=0.2 (full-data runs)
+VAL_PER_CLASS = 5  # validation rows per class of a few-shot run, as task.val_per_class=5
+VAL_BIAS_SD = 0.6  # spread (points) of a configuration's validation-vs-test bias within a group
 
 
 def _row(cfg: dict, **kw: object) -> dict:
@@ -101,12 +107,16 @@ def _acc(
     return float(np.clip(base + rng.normal(0, 0.4 if gen in ("kmeans", "kmedoids") else 0.05), 1, 99.9))
 
 
-def synthetic_results(seed: int = 0, n_seeds: int = 3, n_fail: int = 3, small: bool = False) -> pd.DataFrame:
+def synthetic_results(
+    seed: int = 0, n_seeds: int = 3, n_fail: int = 3, small: bool = False, validation: bool = True
+) -> pd.DataFrame:
     """Build the table: presets, k sweeps, an AGG study, few-shot curves, d-in-1 tasks and NC1 values.
 
-    ``small=True`` keeps one backbone and fewer settings (a few hundred rows, for tests).
+    ``small=True`` keeps one backbone and fewer settings (a few hundred rows, for tests); ``validation=False``
+    leaves ``val_acc`` empty (runs without a validation split). The other columns do not depend on it.
     """
     rng = np.random.default_rng(seed)
+    val_rng = np.random.default_rng([seed, 1])  # a stream of its own: the other numbers stay as they were
     backbones = ["resnet18"] if small else ["resnet18", "vit_b_16"]
     datasets = ["MNIST", "CIFAR-10"]
     tasks = ["all", "short"] if small else ["all", "even", "odd", "short"]
@@ -178,6 +188,8 @@ def synthetic_results(seed: int = 0, n_seeds: int = 3, n_fail: int = 3, small: b
         row_seeds = seeds if ctx["experiment"] != "few_shot" else [14057, 994348, 23092007, 123456, 98765][:n_seeds_few]
         for s in row_seeds:
             rows.append(_finish(rng, {**cfg, **ctx, "seed": s}))
+    if validation:
+        _add_validation(val_rng, rows)
     if n_fail:
         for i in rng.choice(len(rows), size=min(n_fail, len(rows)), replace=False):
             rows[i].update(FAILED_METRICS, status="failed",
@@ -224,6 +236,23 @@ def _finish(rng: np.random.Generator, row: dict) -> dict:
         "created_at": "2026-11-27T12:00:00",
         "versions": json.dumps({"torch": "2.14.1", "imprint_bench": "0.1.0"}),
     }
+
+
+def _add_validation(rng: np.random.Generator, rows: list[dict]) -> None:
+    """Give every row ``n_val`` and a ``val_acc``: test accuracy + a bias shared by the seeds of a configuration in
+    a group + binomial noise of ``n_val`` rows (before failures are drawn, which blank it)."""
+    bias: dict[str, float] = {}
+    for row in rows:
+        shots, n_classes = int(row["shots"]), int(row["n_classes"])
+        n_val = n_classes * (VAL_PER_CLASS if shots > 0 else round(row["n_train"] * VAL_FRACTION / (1 - VAL_FRACTION)
+                                                                 / n_classes))
+        unit = stable_hash({c: row[c] for c in (*CONFIG_COLS, "backbone", "dataset", "mapping", "task")})
+        if unit not in bias:
+            bias[unit] = float(rng.normal(0, VAL_BIAS_SD))
+        p = row["acc"] / 100
+        noise = 100 * np.sqrt(p * (1 - p) / n_val) * rng.normal()
+        row["n_val"] = n_val
+        row["val_acc"] = float(np.clip(row["acc"] + bias[unit] + noise, 0.0, 100.0))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from imprint_bench.report import paper, stats
+from imprint_bench.report import paper, selection, stats
 from imprint_bench.report.data import (
     CONFIG_COLS,
     GROUP_COLS,
@@ -28,17 +28,19 @@ L2_NORMS = ("l2", "l2", "l2")
 
 # ------------------------------------------------------------------------------------------- medians
 def seed_medians(df: pd.DataFrame, value: str = "acc") -> pd.DataFrame:
-    """One row per (group, configuration): median over seeds of ``value`` (+ macro-F1, GEN time, seed count).
+    """One row per (group, configuration): median over seeds of ``value`` (+ validation accuracy, macro-F1, GEN
+    time, seed count).
 
     ``df`` must hold successful rows with a ``label`` column (see :func:`data.add_config_labels`).
     """
     keys = GROUP_COLS + CONFIG_COLS + ["label"]
     if df.empty:
-        return pd.DataFrame(columns=[*keys, value, "macro_f1", "gen_s", "infer_s", "n_seeds", "n_rows"])
+        return pd.DataFrame(columns=[*keys, value, "val_acc", "macro_f1", "gen_s", "infer_s", "n_seeds", "n_rows"])
     g = df.groupby(keys, dropna=False, sort=False)
     out = g.agg(
         **{
             value: (value, "median"),
+            "val_acc": ("val_acc", "median"),
             "macro_f1": ("macro_f1", "median"),
             "gen_s": ("gen_s", "median"),
             "infer_s": ("infer_s", "median"),
@@ -89,9 +91,10 @@ def summarise(medians: pd.DataFrame, labels: list[str], value: str = "acc") -> p
 
 # ------------------------------------------------------------------------------------------- Table 1
 def select_table1_labels(
-    medians: pd.DataFrame, methods: list[str] | None, best_custom: int | None
+    medians: pd.DataFrame, methods: list[str] | None, best_custom: int | None, on_validation: bool = False
 ) -> tuple[list[str], list[str]]:
-    """Labels of Table 1: requested presets in paper order, then the best custom configs; plus notes."""
+    """Labels of Table 1: requested presets in paper order, then the best custom configs (chosen on the seed
+    medians of ``val_acc`` when ``on_validation``, else of the test accuracy); plus notes."""
     notes = []
     present = set(medians["label"])
     wanted = PRESET_ORDER if methods is None else methods
@@ -101,25 +104,31 @@ def select_table1_labels(
         notes.append(f"Requested method(s) without successful full-data rows: {', '.join(absent)}.")
     n_custom = best_custom if best_custom is not None else (0 if len(labels) >= 2 else 5)
     if n_custom > 0:
-        custom = best_custom_labels(medians, exclude=set(PRESET_ORDER) | set(labels), n=n_custom)
+        value = selection.VAL if on_validation else "acc"
+        custom = best_custom_labels(medians[["label", value]], exclude=set(PRESET_ORDER) | set(labels), n=n_custom)
         if custom and best_custom is None:
             what = "No preset method" if not labels else "Fewer than two preset methods"
-            notes.append(
-                f"{what} in the results: adding the {len(custom)} best other configurations "
-                "(by average accuracy over the groups covered by the most configurations)."
-            )
+            how = ("by average validation accuracy over the groups covered by the most configurations; the table "
+                   "shows their test accuracy" if on_validation else
+                   f"by average accuracy over the groups covered by the most configurations: {selection.TEST_SELECTED}")
+            notes.append(f"{what} in the results: adding the {len(custom)} best other configurations ({how}).")
         labels += custom
     return labels, notes
 
 
-def best_custom_labels(medians: pd.DataFrame, exclude: set[str], n: int) -> list[str]:
-    """Top-n non-preset labels by average accuracy, among those covering the most groups."""
-    sub = medians[~medians["label"].isin(exclude)]
+def best_custom_labels(scores: pd.DataFrame, exclude: set[str], n: int) -> list[str]:
+    """Top-n non-preset labels by their average score, among those covering the most groups.
+
+    ``scores``: seed medians reduced to ``label`` and one score column (test or validation accuracy), one row
+    per (group, label); rows with a NaN score do not count.
+    """
+    value = next(c for c in scores.columns if c != "label")
+    sub = scores[~scores["label"].isin(exclude)].dropna(subset=[value])
     if sub.empty:
         return []
     cover = sub.groupby("label").size()
     full = cover[cover == cover.max()].index
-    avg = sub[sub["label"].isin(full)].groupby("label")["acc"].mean().sort_values(ascending=False)
+    avg = sub[sub["label"].isin(full)].groupby("label")[value].mean().sort_values(ascending=False)
     return list(avg.index[:n])
 
 
@@ -201,40 +210,43 @@ def agg_slices(ok: pd.DataFrame, limit: int = 3) -> list[tuple[tuple, pd.DataFra
     return out
 
 
-def agg_table(medians: pd.DataFrame, key: tuple, show_paper: bool) -> pd.DataFrame:
-    """Best distance/weighting per (agg, m) by average rank within the slice (reference highlighter)."""
-    mat = block_matrix(medians)
-    ranks = stats.block_ranks(mat).mean(axis=0)  # over the whole slice, ties averaged
-    summ = summarise(medians, list(mat.columns)).set_index("label")
-    summ["slice_rank"] = ranks
+def agg_table(medians: pd.DataFrame, key: tuple, show_paper: bool, on_validation: bool = False) -> pd.DataFrame:
+    """Best distance/weighting per (agg, m) by average rank within the slice (reference highlighter).
+
+    The ranks are of the test accuracy, or with ``on_validation`` of ``val_acc``; then the table also shows the
+    test-selected optimum of each (agg, m) (``test_selected_acc``) and the ``optimism_gap``.
+    """
     cfg = medians.drop_duplicates("label").set_index("label")[["agg", "m", "distance", "weighting"]]
-    summ = summ.join(cfg).sort_values(["slice_rank", "avg_acc"], ascending=[True, False])
-    best = summ.groupby(["agg", "m"], sort=False).head(1).reset_index()
-    best = best.assign(_order=(best["agg"] != "max").astype(int)).sort_values(["_order", "m"])
+    value = selection.VAL if on_validation else "acc"
+    chosen = _best_per_agg(medians[[*GROUP_COLS, "label", value]], cfg)
+    best = chosen.join(summarise(medians, list(chosen["label"])).set_index("label"), on="label")
     pre, gen, k, post, inf, _shots = key
     if show_paper and gen == "kmeans" and k == 20 and (pre, post, inf) == L2_NORMS:
         best["paper_acc"] = [
             paper.AGG_KMEANS20_ACC.get((a, int(m)), np.nan) for a, m in zip(best["agg"], best["m"], strict=True)
         ]
-    return best[
-        [
-            c
-            for c in [
-                "label",
-                "agg",
-                "m",
-                "distance",
-                "weighting",
-                "slice_rank",
-                "avg_acc",
-                "std",
-                "stderr",
-                "n_groups",
-                "paper_acc",
-            ]
-            if c in best.columns
-        ]
-    ].reset_index(drop=True)
+    if on_validation:
+        on_test = _best_per_agg(medians[[*GROUP_COLS, "label", "acc"]], cfg)
+        test_acc = summarise(medians, list(on_test["label"])).set_index("label")["avg_acc"]
+        test_pick = on_test.set_index(["agg", "m"])["label"]
+        picks = [test_pick[(a, m)] for a, m in zip(best["agg"], best["m"], strict=True)]
+        best["test_selected_acc"] = test_acc.reindex(picks).to_numpy()
+        best["optimism_gap"] = best["test_selected_acc"] - best["avg_acc"]
+    columns = ["label", "agg", "m", "distance", "weighting", "slice_rank", "avg_acc", "std", "stderr", "n_groups",
+               "paper_acc", "test_selected_acc", "optimism_gap"]
+    return best[[c for c in columns if c in best.columns]].reset_index(drop=True)
+
+
+def _best_per_agg(scores: pd.DataFrame, cfg: pd.DataFrame) -> pd.DataFrame:
+    """Per (agg, m) the label with the best average rank of the score within the slice (ties: higher mean),
+    with its ``slice_rank``; ``scores`` holds the group columns, ``label`` and one score column."""
+    value = next(c for c in scores.columns if c not in (*GROUP_COLS, "label"))
+    mat = scores.pivot_table(index=GROUP_COLS, columns="label", values=value, aggfunc="first")
+    ranked = pd.DataFrame({"slice_rank": stats.block_ranks(mat).mean(axis=0), "slice_mean": mat.mean(axis=0)})
+    ranked = ranked.join(cfg).sort_values(["slice_rank", "slice_mean"], ascending=[True, False])
+    best = ranked.groupby(["agg", "m"], sort=False).head(1).rename_axis("label").reset_index()
+    best = best.assign(_order=(best["agg"] != "max").astype(int)).sort_values(["_order", "m"])
+    return best.drop(columns=["_order", "slice_mean"]).reset_index(drop=True)
 
 
 # ------------------------------------------------------------------------------------------- figure data
@@ -249,8 +261,9 @@ def _pool_tasks(df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
 def k_sweep_data(ok: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     """Accuracy vs k per (backbone, dataset, gen): max aggregation, full data, L2/L2/L2 preferred.
 
-    Returns columns backbone, dataset, gen, k, acc (mean over the panel's groups of seed medians), n_groups,
-    scope; and a dict describing the slice. Empty when no GEN method has two k values in any panel.
+    Returns columns backbone, dataset, gen, k (0 = auto), acc and val_acc (means over the panel's groups of seed
+    medians), n_groups, scope; and a dict describing the slice. Empty when no GEN method has two k values > 0
+    in any panel.
     """
     base = ok[(ok["agg"] == "max") & ~is_d_in_1(ok["mapping"])]
     base, shots = full_data_slice(base)
@@ -261,8 +274,9 @@ def k_sweep_data(ok: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
     rows = []
     for (bb, ds), panel in base.groupby(["backbone", "dataset"], sort=True):
         panel, scope = _pool_tasks(panel)
-        med = panel.groupby([*GROUP_COLS, "gen", "k"])["acc"].median().reset_index()
-        agg = med.groupby(["gen", "k"])["acc"].agg(["mean", "size"]).reset_index()
+        med = panel.groupby([*GROUP_COLS, "gen", "k"])[["acc", "val_acc"]].median().reset_index()
+        agg = med.groupby(["gen", "k"]).agg(acc=("acc", "mean"), val_acc=("val_acc", "mean"),
+                                            n_groups=("acc", "size")).reset_index()
         for r in agg.itertuples(index=False):
             rows.append(
                 {
@@ -270,8 +284,9 @@ def k_sweep_data(ok: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
                     "dataset": ds,
                     "gen": r.gen,
                     "k": int(r.k),
-                    "acc": r.mean,
-                    "n_groups": r.size,
+                    "acc": r.acc,
+                    "val_acc": r.val_acc,
+                    "n_groups": r.n_groups,
                     "scope": scope,
                 }
             )
@@ -330,23 +345,27 @@ def few_shot_data(ok: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
 def _few_shot_line(gen: str, k: int, shots: int) -> str:
     if gen == "mean" or (gen == "kmeans" and k == 1):
         return "k=1 (mean)"
+    if k == 0:
+        return "k-means k=auto"
     if gen == "all" or k == -1 or (shots > 0 and k >= shots):
         return "k=n (all samples)"
     return f"k-means k={k}"
 
 
 def few_shot_line_order(line: str) -> tuple[int, int]:
-    """Sort key: mean first, k-means by k, all last."""
+    """Sort key: mean first, k-means by k (auto after the numbers), all last."""
     if line.startswith("k=1"):
         return (0, 1)
     if line.startswith("k=n"):
         return (2, 0)
-    return (1, int(line.rsplit("=", 1)[1]))
+    k = line.rsplit("=", 1)[1]
+    return (1, int(k)) if k.isdigit() else (1, 10**9)
 
 
 def d_in_1_data(ok: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
-    """ImageNet "d in 1": accuracy vs k per (backbone, dataset, d), mean over variants of the seed medians."""
-    base = ok[is_d_in_1(ok["mapping"]) & (ok["agg"] == "max") & ok["gen"].isin(["mean", "kmeans"])]
+    """ImageNet "d in 1": accuracy (and val_acc) vs k per (backbone, dataset, d), mean over variants of the seed
+    medians; k = auto (0) is no point of the k axis and left out."""
+    base = ok[is_d_in_1(ok["mapping"]) & (ok["agg"] == "max") & ok["gen"].isin(["mean", "kmeans"]) & (ok["k"] != 0)]
     base, shots = full_data_slice(base)
     base, norms = prefer_slice(base, NORM_COLS, L2_NORMS)
     info = {"norms": norms, "shots": shots}
@@ -354,10 +373,11 @@ def d_in_1_data(ok: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
         return pd.DataFrame(), info
     dv = [d_in_1(m) for m in base["mapping"]]
     base = base.assign(d=[x[0] for x in dv], variant=[x[1] for x in dv], k=base["k"].where(base["gen"] != "mean", 1))
-    med = base.groupby(["backbone", "dataset", "d", "variant", "task", "k"])["acc"].median().reset_index()
-    var = med.groupby(["backbone", "dataset", "d", "variant", "k"])["acc"].mean().reset_index()
-    out = var.groupby(["backbone", "dataset", "d", "k"])["acc"].agg(["mean", "std", "size"]).reset_index()
-    out = out.rename(columns={"mean": "acc", "size": "n_variants"})
+    med = base.groupby(["backbone", "dataset", "d", "variant", "task", "k"])[["acc", "val_acc"]].median()
+    var = med.groupby(["backbone", "dataset", "d", "variant", "k"]).mean().reset_index()
+    out = var.groupby(["backbone", "dataset", "d", "k"]).agg(
+        acc=("acc", "mean"), std=("acc", "std"), n_variants=("acc", "size"), val_acc=("val_acc", "mean")
+    ).reset_index()
     out["std"] = out["std"].fillna(0.0)
     out["ci"] = 1.96 * out["std"] / np.sqrt(out["n_variants"])
     swept = out.groupby(["backbone", "dataset", "d"])["k"].nunique()
@@ -365,9 +385,12 @@ def d_in_1_data(ok: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
 
 
 def d_in_1_table(data: pd.DataFrame, show_paper: bool) -> pd.DataFrame:
-    """Per (backbone, dataset, d): acc at k=1, k=d, k=d+1, the best k and its accuracy (+ paper values)."""
+    """Per (backbone, dataset, d): acc at k=1, k=d, k=d+1, the test-selected best k and its accuracy (+ paper
+    values); where ``val_acc`` exists also the k chosen on it, its test accuracy and the optimism gap."""
+    keys = ["backbone", "dataset", "d"]
+    on_val = selection.choose_best(data[[*keys, "k", "val_acc"]], keys, candidate="k").set_index(keys)["k"]
     rows = []
-    for (bb, ds, d), g in data.groupby(["backbone", "dataset", "d"]):
+    for (bb, ds, d), g in data.groupby(keys):
         by_k = g.set_index("k")["acc"]
         row = {
             "backbone": bb,
@@ -380,6 +403,11 @@ def d_in_1_table(data: pd.DataFrame, show_paper: bool) -> pd.DataFrame:
             "best_acc": float(by_k.max()),
             "n_variants": int(g["n_variants"].max()),
         }
+        if len(on_val):
+            val_k = on_val.get((bb, ds, d))
+            row["val_best_k"] = np.nan if val_k is None else int(val_k)
+            row["val_best_acc"] = np.nan if val_k is None else float(by_k[val_k])
+            row["optimism_gap"] = row["best_acc"] - row["val_best_acc"]
         if show_paper:
             ref = paper.D_IN_1_ACC.get((str(bb), int(d)))
             row["paper_acc_k1"], row["paper_acc_kd"] = ref if ref else (np.nan, np.nan)

@@ -7,7 +7,7 @@ import pandas as pd
 
 from imprint_bench.imprint.spec import PRESETS
 from imprint_bench.report import paper as paper_consts
-from imprint_bench.report import stats, tables
+from imprint_bench.report import selection, stats, tables
 from imprint_bench.report.context import ReportContext, plots
 from imprint_bench.report.data import GROUP_COLS, agg_label, full_data_slice, gen_label, norm_label
 from imprint_bench.report.render import fmt_p, format_table
@@ -22,7 +22,7 @@ def write_table1(ctx: ReportContext, wanted: list[str] | None, best_custom: int 
         doc.note("No successful rows: Table 1 skipped.")
         return []
     med = tables.seed_medians(sl)
-    labels, notes = tables.select_table1_labels(med, wanted, best_custom)
+    labels, notes = tables.select_table1_labels(med, wanted, best_custom, on_validation=ctx.validation.available)
     for n in notes:
         doc.note(n)
     if not labels:
@@ -105,12 +105,12 @@ def write_ranks(ctx: ReportContext, labels: list[str]) -> None:
         return
     mat = tables.block_matrix(med, labels)
     paper_ranks = paper_consts.TABLE1_CD_RANKS if ctx.table1_paper and set(labels) == set(PRESETS) else None
-    _cd_block(ctx, mat, "table1", "Table-1 methods", paper_ranks)
+    cd_block(ctx, mat, "table1", "Table-1 methods", paper_ranks)
     if paper_ranks:
         doc.note("Paper CD ranks are among all five methods with dense ties (spec §9.1); ours average ties.")
 
 
-def _cd_block(
+def cd_block(
     ctx: ReportContext, mat: pd.DataFrame, name: str, what: str, paper_ranks: dict[str, float] | None = None
 ) -> stats.CDResult | None:
     """Friedman + Wilcoxon–Holm over a blocks × methods matrix: text, tables, CSVs and the diagram."""
@@ -211,10 +211,12 @@ def write_breakdown(ctx: ReportContext, labels: list[str]) -> None:
 
 
 def write_aggregation(ctx: ReportContext) -> None:
-    """max vs m-nearest-neighbour aggregation per proxy setting, with a CD diagram for the first."""
+    """max vs m-nearest-neighbour aggregation per proxy setting, with a CD diagram for the first; with validation
+    data each (AGG, m) keeps the distance/weighting chosen on it, beside the test-selected one."""
     doc = ctx.doc
     doc.heading("Aggregation: max vs m-nearest-neighbours")
-    slices = tables.agg_slices(ctx.ok)
+    on_val = ctx.validation.available
+    slices = tables.agg_slices(selection.validated_rows(ctx.ok) if on_val else ctx.ok)
     if not slices:
         doc.note(
             "The results hold no proxy setting evaluated with two or more aggregations (agg, m): "
@@ -225,25 +227,29 @@ def write_aggregation(ctx: ReportContext) -> None:
         pre, gen, k, post, inf, shots = key
         med = tables.seed_medians(sub)
         show = ctx.paper != "no" and (ctx.paper == "yes" or tables.table1_is_paper_setting(med))
-        at = tables.agg_table(med, key, show)
+        at = tables.agg_table(med, key, show, on_validation=on_val)
         name = f"agg_{gen}_k{k}_{pre}_{post}_{inf}" + (f"_n{shots}" if shots != -1 else "")
         ctx.csv(name, at)
         norms = "/".join(norm_label(x) for x in (pre, post, inf))
         desc = f"GEN {gen_label(gen, k)}, NORM {norms}" + (f", {shots} shots" if shots != -1 else "")
         n_groups = med[GROUP_COLS].drop_duplicates().shape[0]
+        how = ("validation accuracy; `avg acc %` is its test accuracy, `test-selected %` the best test accuracy "
+               "of the (AGG, m) (optimistic)" if on_val else f"test accuracy: {selection.TEST_SELECTED}")
         doc.para(
             f"**{desc}** — for each (AGG, m) the distance/weighting with the best average rank within this "
-            f"slice ({med['label'].nunique()} configurations, {n_groups} groups)."
+            f"slice ({med['label'].nunique()} configurations, {n_groups} groups), ranked on {how}."
         )
         shown = at.drop(columns=["label"]).assign(m=at["m"].map(lambda m: "–" if m == -1 else str(m)))
         doc.table(
             format_table(
                 shown,
                 rename={
-                    "slice_rank": "avg rank (slice)",
+                    "slice_rank": "avg val rank (slice)" if on_val else "avg rank (slice)",
                     "avg_acc": "avg acc %",
                     "paper_acc": "paper %",
                     "n_groups": "groups",
+                    "test_selected_acc": "test-selected %",
+                    "optimism_gap": "optimism gap",
                 },
             )
         )
@@ -255,4 +261,4 @@ def write_aggregation(ctx: ReportContext) -> None:
                 )
             }
             mat = tables.block_matrix(med, list(at["label"])).rename(columns=short)
-            _cd_block(ctx, mat, "agg", f"aggregation, {desc}")
+            cd_block(ctx, mat, "agg", f"aggregation, {desc}")
