@@ -30,7 +30,7 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
-def _run(cfg: DictConfig) -> None:
+def _run(cfg: DictConfig) -> float | None:
     from imprint_bench.runner import run_job
     from imprint_bench.tracking import make_tracker
 
@@ -49,6 +49,9 @@ def _run(cfg: DictConfig) -> None:
         from imprint_bench.results import collect
 
         print(collect(experiment_dir(cfg)).describe())
+    if summary.objective is not None:
+        log.info("%s = %.4f (mean over the job's runs)", cfg.optimized_metric, summary.objective)
+    return summary.objective
 
 
 def _plan(cfg: DictConfig) -> None:
@@ -101,15 +104,16 @@ def _report(cfg: DictConfig) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=f"pkg://{CONFIG_MODULE}", config_name="config")
-def main(cfg: DictConfig) -> None:
-    """Dispatch on ``mode``. Bad input ends a single run with a one-line error (exit code 2)."""
+def main(cfg: DictConfig) -> float | None:
+    """Dispatch on ``mode``. Bad input ends a single run with a one-line error (exit code 2). A run with
+    ``optimized_metric`` returns it (what a tuning sweeper such as Optuna maximises)."""
     logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     try:
         check_choice("mode", cfg.mode, MODES)
-        {"run": _run, "plan": _plan, "extract": _extract, "collect": _collect, "report": _report}[cfg.mode](cfg)
+        return {"run": _run, "plan": _plan, "extract": _extract, "collect": _collect, "report": _report}[cfg.mode](cfg)
     except ConfigError as err:
-        if in_multirun():
-            raise
+        if in_multirun() and "CellSweeper" in str(HydraConfig.get().sweeper.get("_target_")):
+            raise  # the imprint sweeper reports it in one line (other sweepers, e.g. Optuna, would print a trace)
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from err
     except KeyboardInterrupt:

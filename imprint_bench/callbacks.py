@@ -10,10 +10,13 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from imprint_bench.errors import ConfigError
 
@@ -59,4 +62,23 @@ def collect_sweep(config: DictConfig) -> None:
         for note in notes:
             print(f"note: {note}")
         print(format_table1(table))
+        if config.get("optimized_metric"):
+            print(describe_selection(result.table, str(config.optimized_metric)))
         log_collected(config, result.table, root / "report")
+
+
+def describe_selection(table: pd.DataFrame, metric: str) -> str:
+    """The configuration a tuning sweep selects (highest ``metric``, a validation column; ties: the earliest run)
+    with its test accuracy, which played no part in the choice."""
+    ok = table[table["status"].eq("ok") & table[metric].notna()].sort_values("created_at", kind="stable")
+    if ok.empty:
+        return f"no run has {metric}: nothing to select"
+    best = ok.loc[ok[metric].idxmax()]
+    ties = int((ok[metric] == best[metric]).sum()) - 1
+    spec = (f"{best['norm_pre']}/{best['gen']} k={best['k']}/{best['norm_post']}/{best['norm_inf']}/{best['agg']}"
+            + (f" m={best['m']} {best['distance']} {best['weighting']}" if best["agg"] == "mnn" else "")
+            + (f" λ={best['lam']:.3g}" if best["gen"] in ("ls", "kls") else ""))
+    tie_note = f" ({ties} other runs tie on {metric}; the earliest is kept)" if ties else ""
+    return (f"selected on {metric}: {spec} on {best['backbone']} / {best['dataset']} / {best['task']}: "
+            f"{metric} {best[metric]:.2f} %, test acc {best['acc']:.2f} % (test data played no part in the "
+            f"choice){tie_note}")

@@ -38,7 +38,7 @@ class GenConfig:
     """GEN: the method and its proxies per class (k = -1: every sample)."""
 
     name: GenMethod = GenMethod.mean
-    k: int = 1
+    k: Any = 1  # proxies per class: an integer >= 1, -1 (every sample) or auto (per class; checked when planning)
     backend: KmeansBackend = KmeansBackend.auto
     lam: Optional[float] = None  # ls/kls ridge; null = the backbone's (or feature file's) ls_lambda
     kmeans_iters: int = 300
@@ -62,6 +62,8 @@ class TaskConfig:
     classes: Optional[list[int]] = None  # null = every class of the dataset, in label order
     shots: int = -1  # samples per class used for imprinting; -1 = all
     unseen_test: str = "error"  # test rows of classes without training rows: error | exclude
+    val_fraction: float = 0.0  # share of each class's training rows held out for validation (0 = none)
+    val_per_class: Optional[int] = None  # or a fixed number of validation rows per class (few-shot)
 
 
 @dataclass

@@ -60,7 +60,7 @@ def resolve_device(name: str) -> torch.device:
 def _nc1_columns(task: Task, feature_key: str, seed: int) -> dict[str, float]:
     """NC1 of the task's L2-normalised train features, textbook and with the reference's centring; computed
     once per task data in a process (it depends on the seed only through a few-shot sample)."""
-    key = (feature_key, tuple(task.labels), task.shots, seed if task.shots > 0 else None)
+    key = (feature_key, tuple(task.labels), task.shots, task.n_val, seed if task.seed_drawn else None)
     if key not in NC1_MEMO:
         x, y = task.train_xy()
         x = torch.nn.functional.normalize(x, dim=1)
@@ -95,14 +95,15 @@ class JobData:
 
     def workspace(self, cell: Cell, lam: float) -> Workspace:
         key = (cell.task, tuple(cell.classes or ()), cell.classes is None, cell.shots, cell.unseen_test, lam)
-        workspace = self._workspaces.get(key) if cell.shots <= 0 else None
+        workspace = None if cell.seed_drawn else self._workspaces.get(key)
         if workspace is None:
-            task = make_task(self.features, cell.task, cell.classes, cell.shots, cell.seed, cell.unseen_test)
+            task = make_task(self.features, cell.task, cell.classes, cell.shots, cell.seed, cell.unseen_test,
+                             cell.holdout)
             if task.n_test_excluded:
                 log.warning("[%s] %d test rows of classes without training rows are excluded (task.unseen_test="
                             "exclude)", cell.describe(), task.n_test_excluded)
             workspace = Workspace(task, cell.seed, lam, self.features.key, PROXY_CACHE)
-            if cell.shots <= 0:
+            if not cell.seed_drawn:
                 self._workspaces[key] = workspace
         return workspace.with_seed(cell.seed)
 
@@ -131,6 +132,7 @@ def evaluate_cell(cfg: DictConfig, cell: Cell, specs: list[MethodSpec], plan_has
         "experiment": str(cfg.experiment_name), "backbone": cell.backbone, "dataset": cell.dataset,
         "mapping": cell.mapping, "task": cell.task, "seed": cell.seed, "shots": cell.shots,
         "n_classes": task.n_classes, "n_train": task.n_train, "n_test": int(task.y_test.shape[0]),
+        "n_val": task.n_val,
         "n_test_excluded": task.n_test_excluded,
         "feature_key": features.key, "cell_hash": cell.hash, "device": str(data.device),
         "versions": recorded_versions(),

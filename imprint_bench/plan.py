@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from imprint_bench.data import FEATURE_KINDS, UNSEEN_TEST, backbone_label
+from imprint_bench.data.holdout import NO_HOLDOUT, Holdout
 from imprint_bench.errors import ConfigError
 from imprint_bench.grid import GridPlan, expand_grid, prune_for_task
 from imprint_bench.identity import stable_hash
@@ -40,6 +41,12 @@ class Cell:
     seed: int
     identity: dict[str, Any] = field(repr=False, default_factory=dict)
     unseen_test: str = "error"
+    holdout: Holdout = NO_HOLDOUT
+
+    @property
+    def seed_drawn(self) -> bool:
+        """Whether the seed chooses the task's rows (few-shot sample, validation split): its data is its own."""
+        return self.shots > 0 or self.holdout.active
 
     @property
     def hash(self) -> str:
@@ -83,8 +90,8 @@ def _seed(value: Any) -> int:
     return value
 
 
-def _task_fields(task: Any) -> tuple[str, list[int] | None, int, str]:
-    """(name, classes, shots, unseen_test) of a task node, checked."""
+def _task_fields(task: Any) -> tuple[str, list[int] | None, int, str, Holdout]:
+    """(name, classes, shots, unseen_test, holdout) of a task node, checked."""
     node = OmegaConf.to_container(task, resolve=True) if isinstance(task, DictConfig) else dict(task)
     name, classes, shots = node.get("name"), node.get("classes"), node.get("shots", -1)
     unseen_test = node.get("unseen_test", "error")
@@ -95,7 +102,8 @@ def _task_fields(task: Any) -> tuple[str, list[int] | None, int, str]:
         raise ConfigError(f"task.classes must be null (all classes) or a list of integer labels, got {classes!r}")
     if isinstance(shots, bool) or not isinstance(shots, int):
         raise ConfigError(f"task.shots must be an integer (-1 = all samples), got {shots!r}")
-    return str(name), classes, shots, unseen_test
+    holdout = Holdout(node.get("val_fraction") or 0.0, node.get("val_per_class"))
+    return str(name), classes, shots, unseen_test, holdout
 
 
 @dataclass
@@ -132,14 +140,16 @@ def feature_identity(cfg: DictConfig) -> FeatureIdentity:
 
 def make_cell(features: FeatureIdentity, task: Any, seed: Any) -> Cell:
     """A cell and its identity: everything that changes its numbers except the method."""
-    name, classes, shots, unseen_test = _task_fields(task)
+    name, classes, shots, unseen_test, holdout = _task_fields(task)
     seed = _seed(seed)
     task_identity: dict[str, Any] = {"classes": classes, "shots": shots}
     if unseen_test != "error":  # only then can it change the numbers
         task_identity["unseen_test"] = unseen_test
+    if holdout.active:  # likewise: without a validation split the hash stays what it was
+        task_identity["holdout"] = holdout.identity()
     identity = {**features.identity, "task": task_identity, "seed": seed}
     return Cell(features.backbone, features.dataset, features.mapping, name, classes, shots, seed, identity,
-                unseen_test)
+                unseen_test, holdout)
 
 
 def method_from_cfg(cfg: DictConfig) -> MethodSpec:

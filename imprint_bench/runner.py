@@ -19,8 +19,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from imprint_bench.errors import ConfigError
 from imprint_bench.identity import stable_hash
-from imprint_bench.plan import describe_cells, plan_cells
+from imprint_bench.plan import PlannedCell, describe_cells, plan_cells
 from imprint_bench.results import ResultStore
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class JobSummary:
     best_acc: float = -1.0
     invalid: dict[str, int] = field(default_factory=dict)  # grid combinations pruned as invalid, by reason
     pruned_mnn: int = 0  # mNN runs pruned because m exceeds a task's number of proxies
+    objective: float | None = None  # the mean optimized_metric of the job's runs (for a tuning sweeper)
 
     def line(self) -> str:
         best = f"; best {self.best}" if self.best else ""
@@ -57,6 +59,7 @@ def run_job(cfg: DictConfig, tracker: Any = None) -> JobSummary:
     complete cells are skipped."""
     start = time.perf_counter()
     planned = plan_cells(cfg)
+    check_objective(cfg, planned)
     store = ResultStore(Path(cfg.paths.results_dir) / cfg.experiment_name)
     summary = JobSummary(describe_cells([p.cell for p in planned]), invalid=dict(planned[0].plan.pruned))
     redo = bool(cfg.overwrite or cfg.get("save_head"))
@@ -82,7 +85,38 @@ def run_job(cfg: DictConfig, tracker: Any = None) -> JobSummary:
             for p, plan_hash in todo:
                 evaluate_cell(cfg, p.cell, p.plan.specs, plan_hash, store, data, tracker, summary, bar)
     summary.seconds = time.perf_counter() - start
+    if cfg.get("optimized_metric"):
+        summary.objective = job_objective(store, planned, str(cfg.optimized_metric))
     return summary
+
+
+def check_objective(cfg: DictConfig, planned: list[PlannedCell]) -> None:
+    """``optimized_metric`` (what a tuning sweeper maximises) must be read off held-out training rows: tuning on
+    test accuracy would report optimistic numbers. So only ``val_acc``, and only with a validation split."""
+    metric = cfg.get("optimized_metric")
+    if metric is None:
+        return
+    if metric != "val_acc":
+        raise ConfigError(f"optimized_metric must be val_acc (or null), got {metric!r}: a search must not select "
+                          "on test-set numbers")
+    if not all(p.cell.holdout.active for p in planned):
+        raise ConfigError("optimized_metric=val_acc needs a validation split: set task.val_fraction (e.g. 0.2) "
+                          "or task.val_per_class")
+
+
+def job_objective(store: ResultStore, planned: list[PlannedCell], metric: str) -> float:
+    """Mean ``metric`` over the job's ok rows (fresh or from an earlier run: a repeated trial reads its rows)."""
+    import pandas as pd
+
+    wanted = {p.cell.run_hash(s) for p in planned for s in p.plan.specs}
+    values = []
+    for p in planned:
+        for part in sorted(store.cell_dir(p.cell.hash).glob("*.parquet")):
+            rows = pd.read_parquet(part, columns=["run_hash", "status", metric])
+            values += rows.loc[rows["run_hash"].isin(wanted) & rows["status"].eq("ok"), metric].tolist()
+    if not values:
+        raise ConfigError(f"no successful run to compute {metric} from (every configuration failed)")
+    return float(sum(values) / len(values))
 
 
 @contextmanager

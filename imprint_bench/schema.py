@@ -14,10 +14,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-Kind = Literal["str", "int", "float", "count", "list"]
+Kind = Literal["str", "int", "float", "count", "list", "int_list"]
 
 _ARROW = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "count": pa.int64(),
-          "list": pa.list_(pa.float64())}
+          "list": pa.list_(pa.float64()), "int_list": pa.list_(pa.int64())}
 
 
 @dataclass(frozen=True)
@@ -58,14 +58,19 @@ COLUMNS: tuple[Column, ...] = (
     Column("lam", "float", "ridge λ of ls/kls (-1 = none)", default=-1.0),
     # the metrics
     Column("acc", "float", "test accuracy, %", required=True),
+    Column("val_acc", "float", "accuracy on the validation split carved from the training rows, % (NaN: no "
+           "split, task.val_fraction = 0)", default=np.nan),
     Column("macro_f1", "float", "macro-F1 over classes present in the test set, %", default=np.nan),
     Column("balanced_acc", "float", "mean per-class recall, %", default=np.nan),
     Column("per_class_f1", "list", "F1 per class, %", default=None),
     Column("gen_s", "float", "seconds GEN took (also when served from cache)", default=np.nan),
     Column("infer_s", "float", "seconds of inference on the test set", default=np.nan),
     Column("n_proxies", "count", "proxies in the head", default=np.nan),
+    Column("proxies_per_class", "int_list", "proxies of each class (with gen.k=auto: the k chosen per class)",
+           default=None),
     Column("n_classes", "count", "classes of the task", default=np.nan),
     Column("n_train", "count", "training rows the task imprinted from", default=np.nan),
+    Column("n_val", "count", "validation rows held out of the training rows", default=0),
     Column("n_test", "count", "test rows evaluated", default=np.nan),
     Column("n_test_excluded", "count", "test rows excluded (task.unseen_test=exclude)", default=0),
     Column("nc1", "float", "NC1 of the task's L2-normalised train features (textbook)", default=np.nan),
@@ -85,8 +90,10 @@ BY_NAME = {c.name: c for c in COLUMNS}
 COLUMN_NAMES = [c.name for c in COLUMNS]
 REQUIRED_COLUMNS = [c.name for c in COLUMNS if c.required]
 #: The metric columns of a failed run (NaN, no proxies), so its part file has the same columns.
-METRIC_COLUMNS = ["acc", "macro_f1", "balanced_acc", "per_class_f1", "gen_s", "infer_s", "n_proxies"]
-FAILED_METRICS: dict[str, Any] = {**{c: float("nan") for c in METRIC_COLUMNS}, "per_class_f1": [], "n_proxies": 0}
+METRIC_COLUMNS = ["acc", "val_acc", "macro_f1", "balanced_acc", "per_class_f1", "gen_s", "infer_s", "n_proxies",
+                  "proxies_per_class"]
+FAILED_METRICS: dict[str, Any] = {**{c: float("nan") for c in METRIC_COLUMNS}, "per_class_f1": [], "n_proxies": 0,
+                                  "proxies_per_class": []}
 NO_NC1 = {"nc1": float("nan"), "nc1_ref": float("nan")}
 ARROW_SCHEMA = pa.schema([(c.name, _ARROW[c.kind]) for c in COLUMNS])
 
@@ -129,7 +136,7 @@ def conform(df: pd.DataFrame) -> pd.DataFrame:
     out = df.copy()
     for column in COLUMNS:
         if column.name not in out.columns:
-            out[column.name] = [column.default] * len(out) if column.kind == "list" else column.default
+            out[column.name] = [column.default] * len(out) if column.kind.endswith("list") else column.default
         values = out[column.name]
         if column.kind == "str":
             text = values.astype(object).where(values.notna(), "").astype(str)

@@ -71,7 +71,7 @@ def test_the_slurm_preset_requeues_and_names_its_jobs(compose_cfg):
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("gen.k=abc", "Value 'abc' of type 'str' could not be converted to Integer"),
+        ("gen.kmeans_iters=abc", "Value 'abc' of type 'str' could not be converted to Integer"),
         ("gen.name=kmeanz", "Invalid value 'kmeanz', expected one of [all, mean, random, kmeans"),
         ("gen.kk=3", "Key 'kk' not in 'GenConfig'"),
         ("agg.distance=cosin", "Invalid value 'cosin'"),

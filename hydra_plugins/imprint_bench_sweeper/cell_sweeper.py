@@ -23,8 +23,14 @@ class CellSweeper(Sweeper):
     """Expands the sweep like Hydra's basic sweeper, then groups jobs that differ only in ``task``/``seed``
     into one job per feature set. ``mode=plan`` prints the plan and launches nothing."""
 
-    def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None) -> None:
+    def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None,
+                 **foreign: Any) -> None:
         super().__init__()
+        if foreign:  # settings of another sweeper, e.g. a preset written for Optuna: say how to select it
+            print(f"error: hydra.sweeper has settings the imprint sweeper does not know ({', '.join(sorted(foreign))});"
+                  " they belong to another sweeper: select it on the command line, e.g. hydra/sweeper=optuna for "
+                  "hparams_search=imprint_optuna", file=sys.stderr)
+            raise SystemExit(2)
         self.max_batch_size = max_batch_size
         self.params = params or {}
         self.hydra_context: HydraContext | None = None

@@ -9,6 +9,7 @@ import torch
 
 from imprint_bench.data import UNSEEN_TEST
 from imprint_bench.data.base import FeatureSet
+from imprint_bench.data.holdout import NO_HOLDOUT, Holdout
 from imprint_bench.errors import ConfigError, check_choice
 from imprint_bench.rng import generator
 
@@ -34,6 +35,18 @@ class Task:
     y_test: torch.Tensor
     shots: int = -1
     n_test_excluded: int = 0  # test rows of classes without training rows, left out (task.unseen_test=exclude)
+    holdout: Holdout = NO_HOLDOUT  # the validation split held out of the training rows (task.val_fraction)
+    x_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
+
+    @property
+    def n_val(self) -> int:
+        return 0 if self.y_val is None else int(self.y_val.shape[0])
+
+    @property
+    def seed_drawn(self) -> bool:
+        """Whether the run seed chose its rows (a few-shot sample or a validation split)."""
+        return self.shots > 0 or self.n_val > 0
 
     @property
     def n_classes(self) -> int:
@@ -54,14 +67,15 @@ class Task:
 
 
 def make_task(features: FeatureSet, name: str, classes: Sequence[int] | None, shots: int = -1, seed: int = 0,
-              unseen_test: str = "error") -> Task:
+              unseen_test: str = "error", holdout: Holdout = NO_HOLDOUT) -> Task:
     """Restrict ``features`` to ``classes`` (None = all, in label order) and renumber them 0..C-1.
 
     With ``shots > 0`` each class keeps a random sample of ``min(shots, n)`` train rows drawn from
     (seed, "shots", label): the same rows for every method at that seed (paired comparisons).
     With ``classes=None``, test rows of classes that have no training rows are an error (they would be
     dropped and inflate the accuracy), unless ``unseen_test="exclude"``: then they are left out and counted
-    in ``Task.n_test_excluded``.
+    in ``Task.n_test_excluded``. With an active ``holdout`` each class first gives up its validation rows
+    (drawn from (seed, "val", label), whatever the method), and GEN sees only the rest.
     """
     check_choice("task.unseen_test", unseen_test, UNSEEN_TEST)
     available = sorted(int(v) for v in torch.unique(features.y_train).tolist())
@@ -89,9 +103,12 @@ def make_task(features: FeatureSet, name: str, classes: Sequence[int] | None, sh
         )
     if shots == 0 or shots < -1:
         raise ConfigError(f"task.shots must be -1 (all samples) or a positive number, got {shots}")
-    train = []
+    train, val = [], []
     for label in labels:
         x = features.x_train[features.y_train == label]
+        if holdout.active:
+            held, x = _hold_out(x, holdout, seed, label, name)
+            val.append(held)
         if shots > 0 and x.shape[0] > shots:
             perm = torch.randperm(x.shape[0], generator=generator(seed, "shots", label))[:shots]
             x = x[perm.sort().values.to(x.device)]
@@ -105,4 +122,22 @@ def make_task(features: FeatureSet, name: str, classes: Sequence[int] | None, sh
         raise ConfigError(f"task {name!r}: the test split has no samples of classes {labels}")
     names = features.class_names
     class_names = [names[c] if c < len(names) else str(c) for c in labels]
-    return Task(name, labels, class_names, train, features.x_test[keep], remap[y_test[keep]], shots, n_excluded)
+    task = Task(name, labels, class_names, train, features.x_test[keep], remap[y_test[keep]], shots, n_excluded)
+    if holdout.active:
+        task.holdout = holdout
+        task.x_val = torch.cat(val)
+        task.y_val = torch.cat([torch.full((v.shape[0],), i, dtype=torch.int64, device=v.device)
+                                for i, v in enumerate(val)])
+    return task
+
+
+def _hold_out(x: torch.Tensor, holdout: Holdout, seed: int, label: int, task: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(validation rows, remaining training rows) of one class, both in their original order."""
+    n = int(x.shape[0])
+    n_val = holdout.rows(n)
+    if n_val >= n:
+        raise ConfigError(f"task {task!r}: class {label} has {n} training rows; holding out {n_val} for validation "
+                          "leaves none to imprint from. Lower task.val_fraction / task.val_per_class")
+    perm = torch.randperm(n, generator=generator(seed, "val", label))
+    held, rest = perm[:n_val].sort().values.to(x.device), perm[n_val:].sort().values.to(x.device)
+    return x[held], x[rest]

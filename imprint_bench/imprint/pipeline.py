@@ -80,7 +80,7 @@ class Workspace:
         self.proxy_cache = proxy_cache if proxy_cache is not None else ProxyCache()
         self._center = task.train_mean()
         self._train: dict[str, list[torch.Tensor]] = {}
-        self._test: dict[str, torch.Tensor] = {}
+        self._test: dict[tuple[str, str], torch.Tensor] = {}
         self._neighbors: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def with_seed(self, seed: int) -> Workspace:
@@ -97,19 +97,21 @@ class Workspace:
             self._train[norm_pre] = [normalize_features(x, norm_pre, self._center) for x in self.task.train]
         return self._train[norm_pre]
 
-    def test_normed(self, norm_inf: str) -> torch.Tensor:
-        if norm_inf not in self._test:
-            self._test[norm_inf] = normalize_features(self.task.x_test, norm_inf, self._center)
-        return self._test[norm_inf]
+    def test_normed(self, norm_inf: str, split: str = "test") -> torch.Tensor:
+        """The test rows (or, ``split="val"``, the validation rows) after NORMinf."""
+        if (norm_inf, split) not in self._test:
+            x = self.task.x_test if split == "test" else self.task.x_val
+            self._test[norm_inf, split] = normalize_features(x, norm_inf, self._center)
+        return self._test[norm_inf, split]
 
     def _gen_key(self, spec: MethodSpec) -> tuple:
         gen = spec.gen
-        # few-shot samples depend on the seed, so then every method's proxies do
-        seed = self.seed if gen.name in SEEDED_GEN or self.task.shots > 0 else None
+        # few-shot samples and validation splits depend on the seed, so then every method's proxies do
+        seed = self.seed if gen.name in SEEDED_GEN or self.task.seed_drawn else None
         # cl2n centres on the task mean, so its data (and proxies) depend on the task's classes
         scope = tuple(self.task.labels) if spec.norm_pre == "cl2n" or gen.name not in PER_CLASS_GEN else None
         lam = (gen.lam if gen.lam is not None else self.lam) if gen.name in JOINT_GEN else None
-        return (self.feature_key, spec.norm_pre, astuple(gen), seed, self.task.shots, scope, lam)
+        return (self.feature_key, spec.norm_pre, astuple(gen), seed, self.task.shots, self.task.holdout, scope, lam)
 
     def proxies(self, spec: MethodSpec) -> tuple[list[torch.Tensor], float]:
         """GEN output per class (before NORMpost) and the seconds GEN took (also when served from cache)."""
@@ -121,7 +123,7 @@ class Workspace:
             if hit is None:
                 lam = spec.gen.lam if spec.gen.lam is not None else self.lam
                 start = time.perf_counter()
-                blocks = generate_task_proxies(xs, labels, spec.gen, self.seed, lam, self._grams(spec, key, xs))
+                blocks = generate_task_proxies(xs, labels, spec.gen, self.seed, lam, self._grams(spec, xs))
                 hit = (torch.cat(blocks), time.perf_counter() - start)
                 self.proxy_cache.put((*key, "task"), *hit)
             return list(torch.split(hit[0], _joint_block_sizes(spec, xs))), hit[1]
@@ -136,11 +138,11 @@ class Workspace:
                 self.proxy_cache.put((*key, labels[i]), block, share)
         return [found[label][0] for label in labels], sum(found[label][1] for label in labels)
 
-    def _grams(self, spec: MethodSpec, key: tuple, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+    def _grams(self, spec: MethodSpec, xs: list[torch.Tensor]) -> list[torch.Tensor]:
         """Per-class XᵀX of the NORMpre'd data, cached like proxies (shared by ls/kls across tasks and seeds)."""
-        sample_seed = self.seed if self.task.shots > 0 else None  # few-shot rows depend on the seed
-        base = (key[0], spec.norm_pre, self.task.shots, sample_seed, key[5] if spec.norm_pre == "cl2n" else None,
-                "gram")
+        sample_seed = self.seed if self.task.seed_drawn else None  # few-shot / validation rows depend on the seed
+        scope = tuple(self.task.labels) if spec.norm_pre == "cl2n" else None  # cl2n centres on the task mean
+        base = (self.feature_key, spec.norm_pre, self.task.shots, self.task.holdout, sample_seed, scope, "gram")
         grams = []
         for label, x in zip(self.task.labels, xs, strict=True):
             hit = self.proxy_cache.get((*base, label))
@@ -167,25 +169,36 @@ class Workspace:
         """Metrics and timings for one canonical configuration. ``m_needed`` (≥ spec.agg.m) lets the
         nearest-proxy search serve larger-m variants of the same proxies from one computation."""
         proxies, owner, gen_s = self.imprinted(spec)
-        x = self.test_normed(spec.norm_inf)
         start = time.perf_counter()
+        pred = self._predict(spec, proxies, owner, "test", m_needed)
+        if pred.is_cuda:
+            torch.cuda.synchronize()
+        infer_s = time.perf_counter() - start
+        val_acc = float("nan")
+        if self.task.n_val:  # the same head on the held-out training rows: what model selection may read
+            val_pred = self._predict(spec, proxies, owner, "val", m_needed)
+            val_acc = classification_metrics(val_pred, self.task.y_val, self.task.n_classes)["acc"]
+        return {
+            **classification_metrics(pred, self.task.y_test, self.task.n_classes),
+            "val_acc": val_acc,
+            "gen_s": gen_s,
+            "infer_s": infer_s,
+            "n_proxies": int(proxies.shape[0]),
+            "proxies_per_class": torch.bincount(owner, minlength=self.task.n_classes).tolist(),
+        }
+
+    def _predict(self, spec: MethodSpec, proxies: torch.Tensor, owner: torch.Tensor, split: str,
+                 m_needed: int | None) -> torch.Tensor:
+        """Predicted classes of the ``split`` rows (test or val) by AGG."""
+        x = self.test_normed(spec.norm_inf, split)
         if spec.agg.name == "max":
             scores = max_scores(x, proxies, owner, self.task.n_classes)
         else:
-            key = (self._gen_key(spec), spec.norm_post, spec.norm_inf, spec.agg.distance)
+            key = (self._gen_key(spec), spec.norm_post, spec.norm_inf, spec.agg.distance, split)
             m = max(spec.agg.m, m_needed or 0)
             cached = self._neighbors.get(key)
             if cached is None or cached[1].shape[1] < min(m, proxies.shape[0]):
                 cached = nearest_proxies(x, proxies, spec.agg.distance, m)
                 self._neighbors[key] = cached
             scores = vote_scores(cached[0], cached[1], owner, self.task.n_classes, spec.agg.m, spec.agg.weighting)
-        pred = scores.argmax(1)
-        if pred.is_cuda:
-            torch.cuda.synchronize()
-        infer_s = time.perf_counter() - start
-        return {
-            **classification_metrics(pred, self.task.y_test, self.task.n_classes),
-            "gen_s": gen_s,
-            "infer_s": infer_s,
-            "n_proxies": int(proxies.shape[0]),
-        }
+        return scores.argmax(1)

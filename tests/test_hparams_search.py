@@ -1,0 +1,40 @@
+"""Tuning with Optuna (hparams_search=imprint_optuna): trials maximise validation accuracy, never test accuracy."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import yaml
+from test_cli import results, run_cli
+
+pytestmark = pytest.mark.slow
+STUDY = ("hparams_search=imprint_optuna", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=4", "nc1=false",
+         "dataset=features", "task=even")
+
+
+def test_a_small_study_maximises_validation_accuracy(tmp_path, npz_file):
+    out = run_cli(tmp_path, *STUDY, f"dataset.path={npz_file}")
+    assert out.returncode == 0, out.stderr
+    rows = results(tmp_path, "hparams_search")
+    assert len(rows) >= 1 and rows["val_acc"].notna().all() and (rows["n_val"] > 0).all()
+    study = next((tmp_path / "outputs" / "logs" / "multiruns").glob("*/optimization_results.yaml"))
+    best = yaml.safe_load(study.read_text())["best_value"]
+    assert best == pytest.approx(rows["val_acc"].max())  # the objective is validation accuracy
+    chosen = rows.sort_values("created_at").loc[rows["val_acc"].idxmax()]
+    assert f"test acc {chosen['acc']:.2f} %" in out.stdout and "selected on val_acc" in out.stdout
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (("task.val_fraction=0",), "optimized_metric=val_acc needs a validation split"),
+    (("optimized_metric=acc",), "optimized_metric must be val_acc"),
+])
+def test_a_study_without_validation_data_is_refused(tmp_path, npz_file, extra, message):
+    out = run_cli(tmp_path, *STUDY, f"dataset.path={npz_file}", *extra)
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "outputs" / "results" / "hparams_search" / "results.parquet").exists() or pd.read_parquet(
+        tmp_path / "outputs" / "results" / "hparams_search" / "results.parquet").empty
+
+
+def test_the_preset_says_which_sweeper_it_needs(tmp_path, npz_file):
+    out = run_cli(tmp_path, *[a for a in STUDY if a != "hydra/sweeper=optuna"], f"dataset.path={npz_file}")
+    assert out.returncode == 2 and "hydra/sweeper=optuna" in out.stderr and "Traceback" not in out.stderr
