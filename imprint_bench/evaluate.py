@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from omegaconf import DictConfig
 
-from imprint_bench.data import load_feature_set
 from imprint_bench.data.base import FeatureSet
 from imprint_bench.data.tasks import Task, make_task
 from imprint_bench.errors import ConfigError
+from imprint_bench.features import load_feature_set
 from imprint_bench.grid import prune_for_task
 from imprint_bench.identity import recorded_versions
 from imprint_bench.imprint.head import ImprintedHead

@@ -417,3 +417,26 @@ def _plain(cfg: Mapping | None) -> dict[str, Any]:
             raise ConfigError(f"{err.full_key} must be set (it is ??? in the config), e.g. {err.full_key}=...") from err
     return copy.deepcopy(dict(cfg or {}))
 
+
+def load_feature_set(
+    dataset_cfg: DictConfig | dict[str, Any],
+    backbone_cfg: DictConfig | dict[str, Any],
+    extract_cfg: DictConfig | dict[str, Any],
+    cache_dir: str | Path,
+    data_root: str | Path,
+    device: torch.device,
+) -> FeatureSet:
+    """The FeatureSet a job works on, on ``device``: precomputed (.npz) or synthetic features as they are, image
+    datasets through the backbone and the feature cache."""
+    ds = _plain(dataset_cfg)
+    kind = ds.get("kind")
+    if kind == "features":
+        from imprint_bench.data.npz import load_npz_features
+
+        return load_npz_features(ds["path"]).to(device)
+    if kind == "synthetic":
+        from imprint_bench.data.synthetic import make_mixture
+
+        params = {k: v for k, v in ds.items() if k not in ("kind", "name", "backbone", "ls_lambda")}
+        return make_mixture(**params).to(device)
+    return extract_feature_set(dataset_cfg, backbone_cfg, extract_cfg, Path(cache_dir), Path(data_root), device)
