@@ -114,5 +114,8 @@ def prune_for_task(specs: list[MethodSpec], n_classes: int) -> tuple[list[Method
     """Drop mNN configurations whose m exceeds the task's number of proxies (n_classes·k): m is clipped
     to that number, so they repeat the m = n_classes·k run (the reference's m > 10·k filter, fixed to
     use the task's class count and the k actually used)."""
-    kept = [s for s in specs if not (s.agg.name == "mnn" and s.gen.k > 0 and s.agg.m > n_classes * s.gen.k)]
+    def degenerate(s: MethodSpec) -> bool:  # k=auto: the proxy count is known only after GEN, nothing is pruned
+        return s.agg.name == "mnn" and isinstance(s.gen.k, int) and s.gen.k > 0 and s.agg.m > n_classes * s.gen.k
+
+    kept = [s for s in specs if not degenerate(s)]
     return kept, len(specs) - len(kept)

@@ -1,6 +1,6 @@
 """Benchmark imprint_bench: engine throughput, k-means backends, feature extraction and peak memory.
 
-    python scripts/bench.py [--suite engine,kmeans,extract,memory] [--device auto|cpu|cuda] [--quick] [--out DIR]
+    python scripts/bench.py [--suite engine,kmeans,extract,memory,auto_k] [--device auto|cpu|cuda] [--quick] [--out DIR]
 
 Every suite runs on the CPU and, with ``--device auto`` (the default) or ``cuda``, on CUDA too. The report
 (environment, library versions, date, CPU count, every measurement with its wall time and peak host/device

@@ -5,9 +5,21 @@ import math
 import pytest
 import torch
 
-from imprint_bench.imprint.cluster import inertia, kmeans, kmedoids
+from imprint_bench.imprint.cluster import (
+    AUTO_K_LADDER,
+    CRITERIA,
+    candidate_ks,
+    choose_k,
+    inertia,
+    kmeans,
+    kmeans_auto,
+    kmeans_ladder,
+    kmedoids,
+    kmedoids_auto,
+)
 from imprint_bench.imprint.generate import generate_class_proxies, generate_task_proxies, least_squares_weights
 from imprint_bench.imprint.spec import GenSpec
+from imprint_bench.rng import derive_seed
 
 LINE = torch.tensor([[0.0, 0.0], [1.0, 0.0], [2.0, 0.0], [10.0, 0.0], [11.0, 0.0]])
 
@@ -123,3 +135,70 @@ def test_kls_gives_k_rows_per_class_and_raw_samples_for_small_classes():
     out = generate_task_proxies([x, small], [0, 1], GenSpec("kls", 3), 0, 1e-3)
     assert out[0].shape == (3, 8)
     assert torch.equal(out[1], small)  # n < k: the raw samples, as the reference
+
+
+def modes_mixture(modes, n=240, d=64, spread=2.0, seed=0):
+    """A class of ``modes`` well-separated spherical Gaussian modes (std 1, centres from N(0, spread²·I))."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(modes, d, generator=g) * spread
+    return centres[torch.arange(n) % modes] + torch.randn(n, d, generator=g)
+
+
+MODES = (1, 3, 6)
+
+
+@pytest.mark.parametrize("backend", ["torch", "faiss", "auto"])
+def test_auto_k_recovers_the_number_of_modes(backend):
+    if backend == "faiss":
+        pytest.importorskip("faiss")
+    xs = [modes_mixture(m, seed=i) for i, m in enumerate(MODES)]
+    labels = [4, 7, 9]
+    proxies = generate_class_proxies(xs, labels, GenSpec("kmeans", "auto", backend), seed=3)
+    assert [abs(len(p) - m) <= 1 for p, m in zip(proxies, MODES, strict=True)] == [True] * 3, [len(p) for p in proxies]
+    # the chosen k's centres themselves (no refit): the seeded fit of that k for that class
+    for x, label, p in zip(xs, labels, proxies, strict=True):
+        if len(p) > 1:
+            fixed = kmeans([x], len(p), [derive_seed(3, "kmeans", label)], backend)[0]
+            assert torch.allclose(p, fixed, atol=1e-4)
+
+
+def test_every_criterion_recovers_well_separated_modes():
+    xs = [modes_mixture(m, seed=i) for i, m in enumerate(MODES)]
+    ladders = kmeans_ladder(xs, [1, 2, 3], "torch")
+    for criterion in CRITERIA:
+        chosen = [candidate_ks(len(x))[choose_k(x, c, criterion)] for x, c in zip(xs, ladders, strict=True)]
+        assert all(abs(k - m) <= 1 for k, m in zip(chosen, MODES, strict=True)), (criterion, chosen)
+
+
+def test_kmeans_ladder_and_auto_stay_below_the_row_count():
+    assert candidate_ks(1) == [1] and candidate_ks(2) == [1] and candidate_ks(5) == [1, 2, 3, 4]
+    assert candidate_ks(1000) == list(AUTO_K_LADDER)
+    xs = [modes_mixture(3, n=n, d=8) for n in (5, 60)]
+    ladders = kmeans_ladder(xs, [0, 1], "torch")
+    assert [[len(c) for c in ladder] for ladder in ladders] == [[1, 2, 3, 4], candidate_ks(60)]
+    assert torch.allclose(ladders[0][0], xs[0].mean(0, keepdim=True))  # k = 1: the mean
+    assert all(len(c) < len(x) for c, x in zip(kmeans_auto(xs, [0, 1], "torch"), xs, strict=True))
+    single = generate_class_proxies([LINE[:1]], [0], GenSpec("kmeans", "auto"), 0)[0]
+    assert torch.equal(single, LINE[:1])  # one row: the row itself
+
+
+def test_auto_k_is_seeded_per_class_and_independent_of_the_batch():
+    xs = [modes_mixture(m, seed=i) for i, m in enumerate(MODES)]
+    spec = GenSpec("kmeans", "auto", "torch")
+    alone = generate_class_proxies(xs[1:2], [7], spec, seed=3)[0]
+    together = generate_class_proxies(xs, [4, 7, 9], spec, seed=3)[1]
+    assert alone.shape == together.shape and torch.allclose(alone, together, atol=1e-4)
+
+
+def test_kmedoids_auto_picks_medoids_per_mode_count():
+    x = modes_mixture(3, n=90, d=16, seed=2)
+    medoids = kmedoids_auto(x)
+    assert abs(len(medoids) - 3) <= 1 and torch.equal(kmedoids_auto(x), medoids)  # deterministic
+    assert torch.equal(one(x, GenSpec("kmedoids", "auto")), x[medoids])
+
+
+def test_unknown_criterion_is_rejected():
+    from imprint_bench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown k criterion 'aic'; valid choices: bic, silhouette"):
+        kmeans_auto([modes_mixture(1, n=20, d=4)], [0], "torch", criterion="aic")

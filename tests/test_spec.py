@@ -5,6 +5,9 @@ import pytest
 from imprint_bench.errors import ConfigError
 from imprint_bench.identity import stable_hash
 from imprint_bench.imprint.spec import (
+    AUTO_K_GEN,
+    GEN_METHODS,
+    K_AUTO,
     PRESETS,
     UNUSED_BACKEND,
     AggSpec,
@@ -12,6 +15,10 @@ from imprint_bench.imprint.spec import (
     MethodSpec,
     preset_name,
 )
+
+# stable_hash(...to_dict()) of two integer-k specs, computed before gen.k=auto existed
+OURS_HASH = "14386015c7cf76ca82323bba56e0d5eb"
+KMEANS_5_SHOTS_HASH = "489156b716016893a77d438752733c8d"
 
 
 @pytest.mark.parametrize(
@@ -26,6 +33,10 @@ from imprint_bench.imprint.spec import (
         (MethodSpec(norm_pre="l2", norm_inf="none"), "NORMpre='l2' requires NORMinf='l2'"),
         (MethodSpec(norm_post="cl2n"), "unknown NORMpost 'cl2n'"),
         (MethodSpec(gen=GenSpec("kmeans", 5, backend="cuml")), "unknown k-means backend"),
+        (MethodSpec(gen=GenSpec("kmeans", "many")), "gen.k must be a positive integer or -1 .* or auto"),
+        (MethodSpec(gen=GenSpec("mean", "auto")), "gen.k=auto .* gen.name kmeans or kmedoids; gen.name=mean has"),
+        (MethodSpec(gen=GenSpec("fps", "auto")), "gen.name=fps has no fit criterion to choose k by"),
+        (MethodSpec(gen=GenSpec("kls", "auto")), "gen.name=kls does not support it"),
     ],
 )
 def test_invalid_specs_fail_with_valid_choices(spec, message):
@@ -78,3 +89,35 @@ def test_from_dict_rejects_unknown_keys():
     spec = MethodSpec.from_dict({"norm": {"pre": "none", "post": "l2", "inf": "l2"}, "gen": {"name": "fps", "k": 3}})
     assert spec.gen == GenSpec("fps", 3) and spec.norm_pre == "none"
     assert MethodSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_auto_k_is_valid_for_clustering_gen_only():
+    for name in GEN_METHODS:
+        spec = MethodSpec(gen=GenSpec(name, "auto"))
+        if name in AUTO_K_GEN:
+            spec.validate()
+        else:
+            with pytest.raises(ConfigError, match=f"gen.name={name} .*: give an integer k"):
+                spec.validate()
+
+
+def test_auto_k_canonical_flat_and_hash():
+    auto = MethodSpec(gen=GenSpec("kmeans", "auto"))
+    assert auto.canonical(shots=5).gen.k == "auto"  # the few-shot clip does not apply: the choice is bounded
+    assert auto.canonical().gen == GenSpec("kmeans", "auto")
+    assert MethodSpec(gen=GenSpec("kmedoids", "auto", backend="torch")).canonical().gen == GenSpec(
+        "kmedoids", "auto", UNUSED_BACKEND)
+    assert auto.to_flat()["k"] == K_AUTO == 0
+    assert auto.to_dict()["gen"]["k"] == "auto" and MethodSpec.from_dict(auto.to_dict()) == auto
+    auto_hash = stable_hash(auto.canonical().to_dict())
+    assert all(auto_hash != stable_hash(MethodSpec(gen=GenSpec("kmeans", k)).canonical().to_dict())
+               for k in (-1, 0, 1, 20))
+    assert preset_name(auto) == "custom"
+
+
+def test_integer_k_hashes_are_unchanged():
+    """The run hashes of integer-k configurations (recorded before gen.k=auto existed) stay valid."""
+    assert MethodSpec(gen=GenSpec("kmeans", 20)).to_dict()["gen"] == {
+        "name": "kmeans", "k": 20, "backend": "auto", "lam": None, "kmeans_iters": 300}
+    assert stable_hash(PRESETS["ours"].canonical().to_dict()) == OURS_HASH
+    assert stable_hash(MethodSpec(gen=GenSpec("kmeans", 20)).canonical(shots=5).to_dict()) == KMEANS_5_SHOTS_HASH

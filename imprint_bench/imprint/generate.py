@@ -7,14 +7,15 @@ import math
 
 import torch
 
-from imprint_bench.imprint.cluster import kmeans, kmedoids
-from imprint_bench.imprint.spec import PER_CLASS_GEN, GenSpec
+from imprint_bench.imprint.cluster import kmeans, kmeans_auto, kmedoids, kmedoids_auto
+from imprint_bench.imprint.spec import GEN_K_AUTO, PER_CLASS_GEN, GenSpec
 from imprint_bench.rng import derive_seed, generator
 
 
 def _takes_all(x: torch.Tensor, spec: GenSpec) -> bool:
-    """The reference's first rule: ``all``, k=-1, or fewer samples than k → every sample is a proxy."""
-    return spec.name == "all" or spec.k == -1 or x.shape[0] < spec.k
+    """The reference's first rule: ``all``, k=-1, or fewer samples than k → every sample is a proxy (``k=auto``
+    chooses a k below the row count)."""
+    return spec.name == "all" or spec.k == -1 or (spec.k != GEN_K_AUTO and x.shape[0] < spec.k)
 
 
 def random_proxies(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
@@ -63,7 +64,7 @@ def generate_class_proxies(
 
     Randomness for class ``label`` comes from ``(seed, method, label)`` only, so a class gets the
     same proxies whatever task it appears in and whatever else ran before. k-means runs batched
-    over the classes that need it.
+    over the classes that need it; with ``k="auto"`` once per candidate k (``cluster.kmeans_auto``).
     """
     if spec.name not in PER_CLASS_GEN:
         raise ValueError(f"{spec.name} is solved jointly over classes; use generate_task_proxies")
@@ -85,12 +86,16 @@ def generate_class_proxies(
         elif spec.name == "cov_max":
             out[i] = cov_max_proxies(x, spec.k)
         elif spec.name == "kmedoids":
-            out[i] = x[kmedoids(x, spec.k)]
+            out[i] = x[kmedoids_auto(x) if spec.k == GEN_K_AUTO else kmedoids(x, spec.k)]
         else:  # kmeans
             pending.append(i)
     if pending:
         seeds = [derive_seed(seed, "kmeans", labels[i]) for i in pending]
-        centers = kmeans([xs[i] for i in pending], spec.k, seeds, spec.backend, spec.kmeans_iters)
+        sets = [xs[i] for i in pending]
+        if spec.k == GEN_K_AUTO:
+            centers = kmeans_auto(sets, seeds, spec.backend, spec.kmeans_iters)
+        else:
+            centers = kmeans(sets, spec.k, seeds, spec.backend, spec.kmeans_iters)
         for i, c in zip(pending, centers, strict=True):
             out[i] = c
     return [o for o in out if o is not None]

@@ -97,6 +97,23 @@ SEEDED_GEN = ("random", "kmeans", "fps", "none", "kls")
 JOINT_GEN = ("ls", "kls")
 #: Methods that use a k-means backend.
 KMEANS_GEN = ("kmeans", "kls")
+#: The gen.k value that chooses k per class from the class's own training points (``gen.k=auto``).
+GEN_K_AUTO = "auto"
+#: k = 0 in results: chosen per class by gen.k=auto (the ``k`` column is an integer; ``proxies_per_class`` holds
+#: the k chosen for each class).
+K_AUTO = 0
+#: Methods whose k can be chosen per class by a clustering criterion (gen.k=auto); why the others cannot.
+AUTO_K_GEN = ("kmeans", "kmedoids")
+_NO_AUTO_K = {
+    "mean": "has exactly one proxy per class",
+    "ls": "has exactly one proxy per class",
+    "all": "keeps every sample",
+    "random": "has no fit criterion to choose k by",
+    "fps": "has no fit criterion to choose k by",
+    "cov_max": "has no fit criterion to choose k by",
+    "none": "has no fit criterion to choose k by",
+    "kls": "does not support it (its k-means pseudo-classes are solved jointly over the task)",
+}
 #: The backend field of canonical specs whose GEN does not cluster (its value is irrelevant; it keeps the value
 #: it had before ``auto`` became the default, so that the run hashes of those configurations stay valid).
 UNUSED_BACKEND = "faiss"
@@ -104,10 +121,11 @@ UNUSED_BACKEND = "faiss"
 
 @dataclass(frozen=True)
 class GenSpec:
-    """GEN: how proxies are generated per class. ``k=-1`` means every sample is a proxy."""
+    """GEN: how proxies are generated per class. ``k=-1`` means every sample is a proxy; ``k="auto"`` (kmeans,
+    kmedoids) chooses k per class by a criterion on the class's own points (``cluster.choose_k``)."""
 
     name: str = "mean"
-    k: int = 1
+    k: int | str = 1
     backend: str = "auto"
     lam: float | None = None  # ridge λ for ls/kls; None = the backbone's table value
     kmeans_iters: int = 300
@@ -115,8 +133,17 @@ class GenSpec:
     def validate(self) -> None:
         check_choice("GEN method", self.name, GEN_METHODS)
         check_choice("k-means backend", self.backend, KMEANS_BACKENDS)
-        if not isinstance(self.k, int) or self.k == 0 or self.k < -1:
-            raise ConfigError(f"gen.k must be a positive integer or -1 (all samples), got {self.k!r}")
+        if self.k == GEN_K_AUTO:
+            if self.name not in AUTO_K_GEN:
+                raise ConfigError(
+                    f"gen.k=auto chooses k per class by a clustering criterion, valid with gen.name "
+                    f"{' or '.join(AUTO_K_GEN)}; gen.name={self.name} {_NO_AUTO_K[self.name]}: give an integer k"
+                )
+        elif not isinstance(self.k, int) or self.k == 0 or self.k < -1:
+            raise ConfigError(
+                f"gen.k must be a positive integer or -1 (all samples) or auto (chosen per class; "
+                f"{', '.join(AUTO_K_GEN)}), got {self.k!r}"
+            )
         if self.lam is not None and self.lam < 0:
             raise ConfigError(f"gen.lam must be >= 0 (or null for the backbone's value), got {self.lam!r}")
         if self.kmeans_iters < 1:
@@ -178,7 +205,8 @@ class MethodSpec:
         - mean and ls have exactly one proxy (k=1); all has k=-1; kls with k=1 is ls; any other
           method with k=-1 keeps every sample, i.e. is ``all``.
         - k-means backend and iterations only matter for kmeans/kls; λ only for ls/kls.
-        - few-shot: with n shots per class and k > n, k becomes n (spec rule 11), before the rules above.
+        - few-shot: with n shots per class and k > n, k becomes n (spec rule 11), before the rules above;
+          ``k="auto"`` stays (its choice is bounded by each class's rows).
         """
         gen, agg = self.gen, self.agg
         if agg.name == "max":
@@ -186,7 +214,7 @@ class MethodSpec:
         if agg.name == "mnn" and agg.m == 1:
             agg = replace(agg, weighting="uniform")
         name, k = gen.name, gen.k
-        if shots > 0 and k > shots:
+        if shots > 0 and k != GEN_K_AUTO and k > shots:
             k = shots
         if name == "kls" and k == 1:
             name = "ls"
@@ -202,11 +230,11 @@ class MethodSpec:
         return replace(self, gen=GenSpec(name, k, backend, lam, iters), agg=agg)
 
     def to_flat(self) -> dict[str, Any]:
-        """Flat dict with the results-table column names."""
+        """Flat dict with the results-table column names (``k="auto"`` is written as ``K_AUTO``)."""
         return {
             "norm_pre": self.norm_pre,
             "gen": self.gen.name,
-            "k": self.gen.k,
+            "k": K_AUTO if self.gen.k == GEN_K_AUTO else self.gen.k,
             "norm_post": self.norm_post,
             "norm_inf": self.norm_inf,
             "agg": self.agg.name,

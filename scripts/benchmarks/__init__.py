@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from . import engine, extraction, kmeans, memory
+from . import auto_k, engine, extraction, kmeans, memory
 from .common import FeatureBank, Sizes
 
 SUITES: dict[str, Callable[[torch.device, Sizes, FeatureBank], Iterator[tuple[str, Any]]]] = {
@@ -16,11 +16,13 @@ SUITES: dict[str, Callable[[torch.device, Sizes, FeatureBank], Iterator[tuple[st
     "kmeans": kmeans.kmeans_suite,
     "extract": extraction.extract_suite,
     "memory": memory.memory_suite,
+    "auto_k": auto_k.auto_k_suite,
 }
 RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "engine": engine.render_engine,
     "kmeans": kmeans.render_kmeans,
     "extract": extraction.render_extract,
     "memory": memory.render_memory,
+    "auto_k": auto_k.render_auto_k,
 }
 SUITE_NAMES = tuple(SUITES)
