@@ -247,13 +247,3 @@ def collect_main(argv: list[str] | None = None) -> None:
     if not (args.root / "runs").is_dir():
         raise SystemExit(f"error: {args.root} has no runs/ folder; pass <paths.results_dir>/<experiment_name>")
     print(collect(args.root).describe())
-
-
-def load_results(path: str | Path) -> pd.DataFrame:
-    """Read a results table (a results.parquet, or an experiment folder holding one)."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "results.parquet"
-    if not path.is_file():
-        raise ConfigError(f"no results table at {path}; run a sweep and collect first (imprint-bench-collect)")
-    return pd.read_parquet(path)

@@ -82,3 +82,10 @@ def test_architecture_lists_the_schema_columns():
     text = (ROOT / "docs" / "architecture.md").read_text()
     listed = re.search(r"Result columns \(.*?\): `([^`]+)`", text).group(1)
     assert listed.split(", ") == COLUMN_NAMES
+
+
+def test_the_schema_prints_as_a_markdown_table():
+    from imprint_bench.schema import columns_markdown
+
+    lines = columns_markdown().splitlines()
+    assert len(lines) == 2 + len(COLUMN_NAMES) and "| `acc` | float (required) | test accuracy, % |" in lines
