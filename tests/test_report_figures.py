@@ -241,3 +241,14 @@ def test_wrap_title_keeps_parenthesised_phrases_whole():
     long_phrase = plots.wrap_title("title (" + "word " * 20 + "end)", 30)
     assert all(len(line) <= 30 for line in long_phrase.split("\n"))  # too long to keep whole: wrapped inside
     assert plots.wrap_title("first line\nsecond (kept) line", 12) == "first line\nsecond\n(kept) line"
+
+
+def test_every_stage_name_of_the_engine_has_a_display_name_and_colour():
+    from imprint_bench.imprint.spec import GEN_METHODS, NORM_INF, NORM_POST, NORM_PRE
+    from imprint_bench.report.data import gen_name, norm_label
+    from imprint_bench.report.plots import GEN_COLORS, GEN_NAMES
+
+    assert set(GEN_COLORS) == set(GEN_NAMES) == set(GEN_METHODS)
+    assert gen_name("kmeans") == "k-means" and gen_name("cov_max") == "k-cov-max"
+    assert all(norm_label(n) for n in (*NORM_PRE, *NORM_POST, *NORM_INF))
+    assert {norm_label(n) for n in NORM_PRE} == {"none", "L2", "CL2N"}

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from imprint_bench.errors import ConfigError
-from imprint_bench.imprint.spec import PRESETS
+from imprint_bench.imprint.spec import PRESETS, FeatureNorm, GenMethod, ProxyNorm
 from imprint_bench.schema import REQUIRED_COLUMNS, conform, dedupe_runs, missing_required
 
 #: A group / voter / block of the rank statistics.
@@ -104,18 +104,19 @@ def is_d_in_1(series: pd.Series) -> pd.Series:
 
 
 # ----------------------------------------------------------------------------------------------- labels
-_NORM = {"none": "none", "l2": "L2", "quantile": "quantile", "cl2n": "CL2N"}
+#: Display names, keyed by the stage enumerations of the engine (a new stage name must get one here).
+_NORM = {FeatureNorm.none: "none", FeatureNorm.l2: "L2", ProxyNorm.quantile: "quantile", FeatureNorm.cl2n: "CL2N"}
 _GEN = {
-    "mean": "mean",
-    "all": "all",
-    "ls": "least squares",
-    "kls": "k-LS",
-    "kmeans": "k-means",
-    "kmedoids": "k-medoids",
-    "random": "k-random",
-    "fps": "k-fps",
-    "cov_max": "k-cov-max",
-    "none": "random init",
+    GenMethod.mean: "mean",
+    GenMethod.all: "all",
+    GenMethod.ls: "least squares",
+    GenMethod.kls: "k-LS",
+    GenMethod.kmeans: "k-means",
+    GenMethod.kmedoids: "k-medoids",
+    GenMethod.random: "k-random",
+    GenMethod.fps: "k-fps",
+    GenMethod.cov_max: "k-cov-max",
+    GenMethod.none: "random init",
 }
 
 

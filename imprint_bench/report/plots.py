@@ -21,7 +21,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from imprint_bench.imprint.spec import GenMethod
 from imprint_bench.report import paper
+from imprint_bench.report.data import gen_name
 from imprint_bench.report.render import p_phrase
 from imprint_bench.report.stats import EXACT_SPEARMAN_MAX_N, CDResult
 from imprint_bench.report.tables import few_shot_line_order
@@ -42,29 +44,19 @@ STYLE = {
     "figure.titlesize": 12,
 }
 GEN_COLORS = {
-    "kmeans": "#1f77b4",
-    "kmedoids": "#ff7f0e",
-    "random": "#2ca02c",
-    "fps": "#d62728",
-    "cov_max": "#9467bd",
-    "kls": "#8c564b",
-    "mean": "#e377c2",
-    "all": "#7f7f7f",
-    "ls": "#17becf",
-    "none": "#bcbd22",
+    GenMethod.kmeans: "#1f77b4",
+    GenMethod.kmedoids: "#ff7f0e",
+    GenMethod.random: "#2ca02c",
+    GenMethod.fps: "#d62728",
+    GenMethod.cov_max: "#9467bd",
+    GenMethod.kls: "#8c564b",
+    GenMethod.mean: "#e377c2",
+    GenMethod.all: "#7f7f7f",
+    GenMethod.ls: "#17becf",
+    GenMethod.none: "#bcbd22",
 }
-GEN_NAMES = {
-    "kmeans": "k-means",
-    "kmedoids": "k-medoids",
-    "random": "k-random",
-    "fps": "k-fps",
-    "cov_max": "k-cov-max",
-    "kls": "k-LS",
-    "mean": "mean (k=1)",
-    "all": "all samples",
-    "ls": "least squares",
-    "none": "random init",
-}
+#: Legend names: the report's GEN names, with k spelled out where a curve has no k axis.
+GEN_NAMES = {**{gen: gen_name(gen) for gen in GenMethod}, GenMethod.mean: "mean (k=1)", GenMethod.all: "all samples"}
 #: Legend entries of the paper's values: Table-1 diamonds, the k-means curve of the k-sweep panels.
 PAPER_LABEL = "paper (Table 1)"
 PAPER_K_CURVE_LABEL = "paper k-means (Fig. 11b)"
