@@ -1,6 +1,7 @@
 """Typed schemas of the config groups, registered with Hydra's ConfigStore.
 
-Each YAML file of a group starts from its group's base schema (``defaults: [base_<group>, _self_]``) and states
+Each YAML file of a group starts from its group's base schema (``defaults: [/schema/<group>/base_<group>@_here_,
+_self_]``) and states
 only what differs from it. A wrong type (``gen.k=abc``), an unknown stage name (``gen.name=kmeanz``) or an unknown
 key (``gen.kk=3``) fails at compose time with Hydra's message, before anything runs. The stage names are the
 enumerations of :mod:`imprint_bench.imprint.spec`, shared with the engine and the grid.
@@ -222,6 +223,9 @@ class MlflowTrackerConfig(TrackerConfig):
     experiment: str = "imprint_bench"  # the MLflow experiment; each experiment_name is a parent run in it
 
 
+#: Where the schemas live (``schema/<group>/<name>``), out of the groups' own option lists.
+SCHEMA_GROUP = "schema"
+
 #: (group, schema name, schema) registered with the ConfigStore.
 SCHEMAS: tuple[tuple[str, str, Any], ...] = (
     ("norm", "base_norm", NormConfig),
@@ -250,4 +254,4 @@ def register_config_schemas() -> None:
     """Register every schema (idempotent: the ConfigStore keeps the last registration)."""
     store = ConfigStore.instance()
     for group, name, node in SCHEMAS:
-        store.store(group=group, name=name, node=node)
+        store.store(group=f"{SCHEMA_GROUP}/{group}", name=name, node=node)
