@@ -30,7 +30,7 @@ TRACKERS = ("none", "wandb", "mlflow")
 # a configuration's filterable fields (result columns), and its metrics
 FIELDS = ("experiment", "backbone", "dataset", "mapping", "task", "seed", "shots", "method", "norm_pre", "gen", "k",
           "norm_post", "norm_inf", "agg", "m", "distance", "weighting", "kmeans_backend", "lam", "status", "run_hash")
-METRICS = ("acc", "macro_f1", "balanced_acc", "gen_s", "infer_s", "n_proxies", "nc1")
+METRICS = ("acc", "val_acc", "macro_f1", "balanced_acc", "gen_s", "infer_s", "n_proxies", "nc1")
 CONFIGURATION = "configuration"  # the job_type / role of a per-configuration run
 WANDB_THREADS = 8  # configuration runs created at once (wandb.init waits on its service, not on the CPU)
 
