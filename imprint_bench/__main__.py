@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -44,7 +45,7 @@ def _run(cfg: DictConfig) -> float | None:
         log.warning("failed: %s", failure)
     if HydraConfig.initialized():
         out = Path(HydraConfig.get().runtime.output_dir) / "job_summary.json"
-        out.write_text(json.dumps(summary.__dict__, indent=1))
+        out.write_text(json.dumps(dataclasses.asdict(summary), indent=1))
     if not in_multirun():
         from imprint_bench.results import collect
 
@@ -69,20 +70,23 @@ def _plan(cfg: DictConfig) -> None:
 def _extract(cfg: DictConfig) -> None:
     """Fill the feature cache ahead of a sweep (features/synthetic datasets need no extraction)."""
     from imprint_bench.data import FEATURE_KINDS
-    from imprint_bench.evaluate import resolve_device
-    from imprint_bench.features import fill_feature_cache
+    from imprint_bench.plan import plain
 
     if cfg.dataset.kind in FEATURE_KINDS:
         print(f"dataset kind {cfg.dataset.kind!r} is already features; nothing to extract")
         return
-    key = fill_feature_cache(cfg.dataset, cfg.backbone, cfg.extract, Path(cfg.paths.cache_dir),
-                             Path(cfg.paths.data_root), resolve_device(cfg.device))
+    dataset, backbone, extract = plain(cfg.dataset), plain(cfg.backbone), plain(cfg.extract)
+    from imprint_bench.evaluate import resolve_device
+    from imprint_bench.features import fill_feature_cache
+
+    key = fill_feature_cache(dataset, backbone, extract, Path(cfg.paths.cache_dir), Path(cfg.paths.data_root),
+                             resolve_device(cfg.device))
     print(f"features cached (key {key}) under {Path(cfg.paths.cache_dir) / 'features'}")
 
 
 def _collect(cfg: DictConfig) -> None:
+    from imprint_bench.report.builder import log_collected
     from imprint_bench.results import collect
-    from imprint_bench.tracking import log_collected
 
     summary = collect(experiment_dir(cfg))
     print(summary.describe())

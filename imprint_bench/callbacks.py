@@ -10,13 +10,10 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 from imprint_bench.errors import ConfigError
 
@@ -54,31 +51,15 @@ def collect_sweep(config: DictConfig) -> None:
     result = collect(root)
     print(result.describe())
     if len(result.table):
+        from imprint_bench.report.builder import log_collected
         from imprint_bench.report.data import separate_feature_sets
+        from imprint_bench.report.selection import describe_search_choice
         from imprint_bench.report.tables import format_table1
-        from imprint_bench.tracking import log_collected
 
         table, notes = separate_feature_sets(result.table)
         for note in notes:
             print(f"note: {note}")
         print(format_table1(table))
         if config.get("optimized_metric"):
-            print(describe_selection(result.table, str(config.optimized_metric)))
+            print(describe_search_choice(result.table, str(config.optimized_metric)))
         log_collected(config, result.table, root / "report")
-
-
-def describe_selection(table: pd.DataFrame, metric: str) -> str:
-    """The configuration a tuning sweep selects (highest ``metric``, a validation column; ties: the earliest run)
-    with its test accuracy, which played no part in the choice."""
-    ok = table[table["status"].eq("ok") & table[metric].notna()].sort_values("created_at", kind="stable")
-    if ok.empty:
-        return f"no run has {metric}: nothing to select"
-    best = ok.loc[ok[metric].idxmax()]
-    ties = int((ok[metric] == best[metric]).sum()) - 1
-    spec = (f"{best['norm_pre']}/{best['gen']} k={best['k']}/{best['norm_post']}/{best['norm_inf']}/{best['agg']}"
-            + (f" m={best['m']} {best['distance']} {best['weighting']}" if best["agg"] == "mnn" else "")
-            + (f" λ={best['lam']:.3g}" if best["gen"] in ("ls", "kls") else ""))
-    tie_note = f" ({ties} other runs tie on {metric}; the earliest is kept)" if ties else ""
-    return (f"selected on {metric}: {spec} on {best['backbone']} / {best['dataset']} / {best['task']}: "
-            f"{metric} {best[metric]:.2f} %, test acc {best['acc']:.2f} % (test data played no part in the "
-            f"choice){tie_note}")

@@ -2,9 +2,11 @@
 
 Each YAML file of a group starts from its group's base schema (``defaults: [/schema/<group>/base_<group>@_here_,
 _self_]``) and states
-only what differs from it. A wrong type (``gen.k=abc``), an unknown stage name (``gen.name=kmeanz``) or an unknown
-key (``gen.kk=3``) fails at compose time with Hydra's message, before anything runs. The stage names are the
-enumerations of :mod:`imprint_bench.imprint.spec`, shared with the engine and the grid.
+only what differs from it. A wrong type (``gen.kmeans_iters=abc``) or an unknown key (``gen.kk=3``) fails at compose
+time with Hydra's message, before anything runs. Stage names (``gen.name=kmeanz``) are the names of the stage
+registries (:mod:`imprint_bench.imprint.registry`), checked when planning with a message that
+lists the registered names. The schemas of the stages, the task, the subset and the extraction settings are made
+from the engine's own frozen dataclasses (:func:`schema_of`), so each has one definition.
 
 Backbones and datasets have a base schema with the fields every member has, and a few kinds that add their own
 (a torchvision ``weights`` enum name, a dataset's ``root``): a member never gains a key it did not have, so
@@ -13,68 +15,77 @@ configuration hashes stay what they were.
 
 from __future__ import annotations
 
+import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from imprint_bench.imprint.spec import AggMethod, Distance, FeatureNorm, GenMethod, KmeansBackend, ProxyNorm, Weighting
+from imprint_bench.data.extract_settings import ExtractSettings
+from imprint_bench.data.subsets import Subset
+from imprint_bench.data.task_spec import TaskSpec
+from imprint_bench.imprint.spec import AggSpec, GenSpec
 
 # OmegaConf reads these annotations at run time: Optional[...] and List[...] spelled as it understands them.
 # ruff: noqa: UP045
 
 
+def schema_of(spec: type, name: str, exclude: tuple[str, ...] = (), required: tuple[str, ...] = ()) -> type:
+    """The config schema of a frozen spec dataclass: the same fields and defaults, mutable (Hydra applies overrides
+    to it), with types OmegaConf can check (a union of several types becomes Any, a tuple a list). One dataclass
+    per concept: the engine's spec is the source, the schema follows it."""
+    hints = typing.get_type_hints(spec)
+    out = []
+    for f in dataclasses.fields(spec):
+        if f.name in exclude:
+            continue
+        kind = _omegaconf_type(hints[f.name])
+        if f.name in required:
+            out.append((f.name, kind, field(default=MISSING)))
+        elif f.default is not dataclasses.MISSING:
+            out.append((f.name, kind, field(default=list(f.default) if isinstance(f.default, tuple) else f.default)))
+        else:
+            out.append((f.name, kind, field(default=MISSING)))
+    schema = dataclasses.make_dataclass(name, out)
+    schema.__module__ = __name__
+    schema.__doc__ = f"The config schema of {spec.__qualname__} (generated)."
+    return schema
+
+
+def _omegaconf_type(hint: Any) -> Any:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        if len(args) == 1:
+            return Optional[_omegaconf_type(args[0])]
+        return Any
+    if typing.get_origin(hint) is tuple:
+        return list[args[0]] if len(args) == 2 and args[1] is Ellipsis else Any
+    return hint
+
+
 @dataclass
 class NormConfig:
-    """NORMpre, NORMpost, NORMinf."""
+    """NORMpre, NORMpost, NORMinf (names of the NORM registry: ``imprint.registry.NORM``)."""
 
-    pre: FeatureNorm = FeatureNorm.l2
-    post: ProxyNorm = ProxyNorm.l2
-    inf: FeatureNorm = FeatureNorm.l2
-
-
-@dataclass
-class GenConfig:
-    """GEN: the method and its proxies per class (k = -1: every sample)."""
-
-    name: GenMethod = GenMethod.mean
-    k: Any = 1  # proxies per class: an integer >= 1, -1 (every sample) or auto (per class; checked when planning)
-    backend: KmeansBackend = KmeansBackend.auto
-    lam: Optional[float] = None  # ls/kls ridge; null = the backbone's (or feature file's) ls_lambda
-    kmeans_iters: int = 300
+    pre: str = "l2"
+    post: str = "l2"
+    inf: str = "l2"
 
 
-@dataclass
-class AggConfig:
-    """AGG: max (inner product) or an m-NN vote with a distance and a weighting."""
-
-    name: AggMethod = AggMethod.max
-    m: int = -1
-    distance: Distance = Distance.inner_product
-    weighting: Weighting = Weighting.uniform
-
-
-@dataclass
-class TaskConfig:
-    """A class subset of the dataset, optionally few-shot."""
-
-    name: str = MISSING
-    classes: Optional[list[int]] = None  # null = every class of the dataset, in label order
-    shots: int = -1  # samples per class used for imprinting; -1 = all
-    unseen_test: str = "error"  # test rows of classes without training rows: error | exclude
-    val_fraction: float = 0.0  # share of each class's training rows held out for validation (0 = none)
-    val_per_class: Optional[int] = None  # or a fixed number of validation rows per class (few-shot)
-
-
-@dataclass
-class ExtractConfig:
-    """How features are extracted (part of no hash: features do not depend on it, except amp)."""
-
-    batch_size: Optional[int] = None  # null = 16 on CPU, 256 on CUDA
-    num_workers: int = 0
-    amp: bool = False  # bf16 autocast on CUDA
-    channels_last: bool = False
+#: GEN: the method and its proxies per class (k = -1: every sample; k = auto: chosen per class). An external
+#: function (gen=custom) has no schema: its arguments are its own keys.
+GenConfig = schema_of(GenSpec, "GenConfig", exclude=("target", "args"))
+#: AGG: max (inner product) or an m-NN vote with a distance and a weighting.
+AggConfig = schema_of(AggSpec, "AggConfig")
+#: A class subset of the dataset, optionally few-shot, with a validation split.
+TaskConfig = schema_of(TaskSpec, "TaskConfig", required=("name",))
+#: How features are extracted (part of no hash except amp).
+ExtractConfig = schema_of(ExtractSettings, "ExtractConfig")
+#: A fixed part of each split (part of the feature-cache key).
+SubsetConfig = schema_of(Subset, "SubsetConfig")
 
 
 @dataclass
@@ -117,16 +128,6 @@ class TorchvisionBackboneConfig(CheckpointBackboneConfig):
     """A torchvision model with a weights enum member."""
 
     weights: str = "IMAGENET1K_V1"
-
-
-@dataclass
-class SubsetConfig:
-    """A fixed part of each split (part of the feature-cache key)."""
-
-    train: Optional[int] = None  # null = all rows; N = the first N rows, or N per class with per_class
-    test: Optional[int] = None
-    per_class: bool = False
-    seed: int = 0  # seed of the per-class draw
 
 
 @dataclass

@@ -10,12 +10,12 @@ import json
 import logging
 import time
 import traceback
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
-from omegaconf import DictConfig
 
 from imprint_bench.data.base import FeatureSet
 from imprint_bench.data.tasks import Task, make_task
@@ -27,14 +27,12 @@ from imprint_bench.imprint.head import ImprintedHead
 from imprint_bench.imprint.nc import nc1_both
 from imprint_bench.imprint.pipeline import ProxyCache, Workspace
 from imprint_bench.imprint.spec import MethodSpec, preset_name
-from imprint_bench.plan import Cell, ridge_lambda
-from imprint_bench.results import ResultStore, RowWriter
+from imprint_bench.plan import Cell, FeatureSource, JobSpec, PlannedCell
+from imprint_bench.results import CellOutcome, ResultStore, RowWriter
 from imprint_bench.schema import FAILED_METRICS, NO_NC1
 
 if TYPE_CHECKING:
-    from tqdm import tqdm
-
-    from imprint_bench.runner import JobSummary
+    from imprint_bench.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +76,8 @@ class JobData:
     reused across seeds. A few-shot task depends on its seed, so its Workspace is used once and not kept
     (a few-shot sweep has many: keeping their normalised copies would only hold memory)."""
 
-    def __init__(self, cfg: DictConfig, device: torch.device) -> None:
-        self.cfg = cfg
+    def __init__(self, source: FeatureSource, device: torch.device) -> None:
+        self.source = source
         self.device = device
         self._features: FeatureSet | None = None
         self._workspaces: dict[tuple, Workspace] = {}
@@ -87,9 +85,9 @@ class JobData:
     @property
     def features(self) -> FeatureSet:
         if self._features is None:
-            cfg = self.cfg
-            self._features = load_feature_set(cfg.dataset, cfg.backbone, cfg.extract, cfg.paths.cache_dir,
-                                              cfg.paths.data_root, self.device)
+            src = self.source
+            self._features = load_feature_set(src.dataset, src.backbone, src.extract, src.cache_dir, src.data_root,
+                                              self.device)
             PROXY_CACHE.retain(self._features.key)
         return self._features
 
@@ -108,53 +106,52 @@ class JobData:
         return workspace.with_seed(cell.seed)
 
 
-def evaluate_cell(cfg: DictConfig, cell: Cell, specs: list[MethodSpec], plan_hash: str, store: ResultStore,
-                  data: JobData, tracker: Any, summary: JobSummary, bar: tqdm) -> None:
+def evaluate_cell(job: JobSpec, planned: PlannedCell, data: JobData, store: ResultStore,
+                  tracker: Tracker | None = None, advance: Callable[[int], Any] = lambda n: None) -> CellOutcome:
     """One cell that is not complete: evaluate its pending configurations (skipping those with an ok row),
-    flush its rows and mark it complete when none failed."""
-    save = bool(cfg.get("save_head"))
-    done = set() if cfg.overwrite else store.done_hashes(cell.hash)
-    workspace = data.workspace(cell, ridge_lambda(cfg))
+    flush its rows and mark it complete when none failed; ``advance(n)`` is told of every n runs dealt with."""
+    cell = planned.cell
+    done = set() if job.overwrite else store.done_hashes(cell.hash)
+    workspace = data.workspace(cell, job.lam)
     task = workspace.task
-    kept, n_degenerate = prune_for_task(specs, task.n_classes)
+    kept, n_degenerate = prune_for_task(planned.plan.specs, task.n_classes)
     if not kept:
         raise ConfigError(f"[{cell.describe()}] every configuration was pruned: m-NN with m above the task's "
-                          f"{task.n_classes} classes × k proxies (largest m: {max(s.agg.m for s in specs)}); "
-                          "lower agg.m")
-    summary.pruned_mnn += n_degenerate
-    bar.update(n_degenerate)
-    summary.planned += len(kept)
+                          f"{task.n_classes} classes × k proxies (largest m: "
+                          f"{max(s.agg.m for s in planned.plan.specs)}); lower agg.m")
     pending = [(s, h) for s in kept if (h := cell.run_hash(s)) not in done]
-    summary.skipped += len(kept) - len(pending)
-    bar.update(len(kept) - len(pending))
+    outcome = CellOutcome(planned=len(kept), skipped=len(kept) - len(pending), pruned_mnn=n_degenerate)
+    advance(n_degenerate + outcome.skipped)
     features = data.features
     base_row = {
-        "experiment": str(cfg.experiment_name), "backbone": cell.backbone, "dataset": cell.dataset,
+        "experiment": job.experiment, "backbone": cell.backbone, "dataset": cell.dataset,
         "mapping": cell.mapping, "task": cell.task, "seed": cell.seed, "shots": cell.shots,
         "n_classes": task.n_classes, "n_train": task.n_train, "n_test": int(task.y_test.shape[0]),
         "n_val": task.n_val,
         "n_test_excluded": task.n_test_excluded,
         "feature_key": features.key, "cell_hash": cell.hash, "device": str(data.device),
         "versions": recorded_versions(),
-        **(_nc1_columns(task, features.key, cell.seed) if pending and cfg.nc1 else NO_NC1),
+        **(_nc1_columns(task, features.key, cell.seed) if pending and job.nc1 else NO_NC1),
     }
-    failed_before = summary.failed
-    writer = store.writer(cell.hash, flush_every=int(cfg.flush_every))
+    writer = store.writer(cell.hash, flush_every=job.flush_every)
     try:
-        _evaluate(pending, base_row, workspace, writer, tracker, summary, bar)
+        _evaluate(pending, base_row, workspace, writer, tracker, outcome, advance)
     finally:
         writer.flush()
-    if summary.failed == failed_before:
-        store.mark_complete(cell.hash, plan_hash, len(kept))
-    if save:
-        if summary.failed:
-            raise ConfigError(f"no head saved: the configuration failed ({'; '.join(summary.failures)})")
-        save_head(cfg, workspace, kept[0], cell)
+    if not outcome.failed:
+        store.mark_complete(cell.hash, planned.plan_hash, len(kept))
+    if job.save_head is not None:
+        if outcome.failed:
+            raise ConfigError(f"no head saved: the configuration failed ({'; '.join(outcome.failures)})")
+        save_head(job.save_head, workspace, kept[0], cell)
+    return outcome
 
 
 def _evaluate(pending: list[tuple[MethodSpec, str]], base_row: dict[str, Any], workspace: Workspace,
-              writer: RowWriter, tracker: Any, summary: JobSummary, bar: tqdm) -> None:
-    """Evaluate each pending configuration into one row (ok or failed) and hand it to the writer."""
+              writer: RowWriter, tracker: Tracker | None, outcome: CellOutcome,
+              advance: Callable[[int], Any]) -> None:
+    """Evaluate each pending configuration into one row (ok or failed), hand it to the writer and count it in
+    ``outcome`` (the cell's own record, made by :func:`evaluate_cell`)."""
     m_needed = _largest_m_per_group([spec for spec, _ in pending])
     shots = int(base_row["shots"])
     for spec, run_hash in pending:
@@ -162,32 +159,28 @@ def _evaluate(pending: list[tuple[MethodSpec, str]], base_row: dict[str, Any], w
         start = time.perf_counter()
         try:
             row.update(workspace.evaluate(spec, m_needed.get(_agg_group(spec))), status="ok", error="")
-            summary.ok += 1
-            if row["acc"] > summary.best_acc:
-                summary.best_acc = row["acc"]
-                summary.best = (f"{row['acc']:.2f}% ({row['method']}: {spec.gen.name} k={spec.gen.k}, "
-                                f"{spec.agg.name}; {base_row['task']}, seed {base_row['seed']})")
+            outcome.ok += 1
         except Exception as err:  # one failed configuration must not stop the sweep
             row.update(FAILED_METRICS, status="failed", error=f"{type(err).__name__}: {err}")
-            summary.failed += 1
-            summary.failures.append(f"{spec.to_flat()}: {row['error']}")
+            outcome.failed += 1
+            outcome.failures.append(f"{spec.to_flat()}: {row['error']}")
             log.debug("run failed:\n%s", traceback.format_exc())
-        summary.engine_s += time.perf_counter() - start
+        outcome.engine_s += time.perf_counter() - start
         row["created_at"] = datetime.now(UTC).isoformat(timespec="microseconds")
         writer.add(row)
-        bar.update()
+        advance(1)
         if tracker is not None:
             tracker.log_row(row)
 
 
-def save_head(cfg: DictConfig, workspace: Workspace, spec: MethodSpec, cell: Cell) -> Path:
+def save_head(path: Path, workspace: Workspace, spec: MethodSpec, cell: Cell) -> Path:
     """Save the job's imprinted head; image datasets also store the backbone config (a usable model)."""
     extra = {"dataset": cell.dataset, "task": cell.task, "labels": json.dumps(workspace.task.labels)}
     if cell.identity["backbone"]:
         extra["backbone"] = json.dumps(cell.identity["backbone"])
-    path = ImprintedHead.from_workspace(workspace, spec).to("cpu").save(Path(str(cfg.save_head)).expanduser(), extra)
-    log.info("imprinted head saved to %s", path)
-    return path
+    saved = ImprintedHead.from_workspace(workspace, spec).to("cpu").save(path, extra)
+    log.info("imprinted head saved to %s", saved)
+    return saved
 
 
 def _agg_group(spec: MethodSpec) -> tuple:

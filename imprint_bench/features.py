@@ -34,15 +34,15 @@ from typing import Any
 import numpy as np
 import torch
 from filelock import FileLock, Timeout
-from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import MissingMandatoryValue
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from imprint_bench.backbones import Backbone, backbone_identity, load_backbone
 from imprint_bench.backbones.checkpoints import sha256_file
+from imprint_bench.data import SPLITS
 from imprint_bench.data.base import FeatureSet
-from imprint_bench.data.containers import SPLITS, ImageArray, ImageFileDataset, ImagePart, ImageSplit
+from imprint_bench.data.containers import ImageArray, ImageFileDataset, ImagePart, ImageSplit
+from imprint_bench.data.extract_settings import ExtractSettings
 from imprint_bench.data.images import dataset_fingerprint, prepare_image_dataset
 from imprint_bench.data.mappings import mapping_name, resolve_label_map
 from imprint_bench.data.subsets import Subset
@@ -61,32 +61,6 @@ MEMO_SIZE = 4
 
 _memo: OrderedDict[str, CachedFeatures] = OrderedDict()
 _memo_lock = threading.Lock()
-
-
-@dataclass(frozen=True)
-class ExtractSettings:
-    """The ``extract`` config node."""
-
-    batch_size: int | None = None  # None = per device: small batches run fastest on CPU, large ones on CUDA
-    num_workers: int = 0
-    amp: bool = False
-    channels_last: bool = False
-
-    @classmethod
-    def from_cfg(cls, cfg: Mapping | None) -> ExtractSettings:
-        values = {field: value for field, value in _plain(cfg).items() if field in cls.__dataclass_fields__}
-        settings = cls(**values)
-        if (settings.batch_size is not None and settings.batch_size <= 0) or settings.num_workers < 0:
-            raise ConfigError(
-                f"extract.batch_size must be > 0 and extract.num_workers >= 0, got {settings.batch_size} "
-                f"and {settings.num_workers}"
-            )
-        return settings
-
-    def batch_for(self, device: torch.device) -> int:
-        """The batch size on ``device``: the configured one, else 256 on CUDA and 16 on CPU (measured: on 2 CPU
-        cores efficientnet_lite0 at 224 px runs at 45 img/s with batch 16 but 28 img/s with batch 64)."""
-        return self.batch_size or (256 if device.type == "cuda" else 16)
 
 
 @dataclass
@@ -125,7 +99,7 @@ class FeatureRequest:
 def extract_feature_set(
     dataset_cfg: Mapping,
     backbone_cfg: Mapping,
-    extract_cfg: Mapping,
+    extract_cfg: ExtractSettings | Mapping,
     cache_dir: Path,
     data_root: Path,
     device: torch.device,
@@ -158,7 +132,7 @@ def extract_feature_set(
 def fill_feature_cache(
     dataset_cfg: Mapping,
     backbone_cfg: Mapping,
-    extract_cfg: Mapping,
+    extract_cfg: ExtractSettings | Mapping,
     cache_dir: Path,
     data_root: Path,
     device: torch.device,
@@ -172,11 +146,12 @@ def fill_feature_cache(
 
 
 def plan_features(
-    dataset_cfg: Mapping, backbone_cfg: Mapping, extract_cfg: Mapping, data_root: Path, device: torch.device
+    dataset_cfg: Mapping, backbone_cfg: Mapping, extract_cfg: ExtractSettings | Mapping, data_root: Path,
+    device: torch.device
 ) -> FeatureRequest:
     """Validate the configs and compute the cache keys, without loading images or building the model."""
     dataset, backbone = _plain(dataset_cfg), _plain(backbone_cfg)
-    settings = ExtractSettings.from_cfg(extract_cfg)
+    settings = _settings(extract_cfg)
     subset = Subset.from_cfg(dataset.get("subset"))
     mapping = mapping_name(dataset)
     derive_mapping = mapping is not None and subset.is_full
@@ -409,19 +384,18 @@ def _stack_one_size(images: list[torch.Tensor]) -> torch.Tensor:
 
 
 def _plain(cfg: Mapping | None) -> dict[str, Any]:
-    """A DictConfig (interpolations resolved) or mapping as a plain, independent dict."""
-    if isinstance(cfg, DictConfig):
-        try:
-            return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-        except MissingMandatoryValue as err:
-            raise ConfigError(f"{err.full_key} must be set (it is ??? in the config), e.g. {err.full_key}=...") from err
+    """A mapping as a plain, independent dict."""
     return copy.deepcopy(dict(cfg or {}))
 
 
+def _settings(extract: ExtractSettings | Mapping | None) -> ExtractSettings:
+    return extract if isinstance(extract, ExtractSettings) else ExtractSettings.from_cfg(extract)
+
+
 def load_feature_set(
-    dataset_cfg: DictConfig | dict[str, Any],
-    backbone_cfg: DictConfig | dict[str, Any],
-    extract_cfg: DictConfig | dict[str, Any],
+    dataset_cfg: Mapping,
+    backbone_cfg: Mapping,
+    extract_cfg: ExtractSettings | Mapping,
     cache_dir: str | Path,
     data_root: str | Path,
     device: torch.device,

@@ -3,6 +3,9 @@
 A *cell* is one (backbone, dataset, task, seed); a job evaluates one or more cells of the same feature
 set (backbone × dataset) against one method grid. Everything here is cheap and imports no torch, so that
 a sweep can be validated and counted before any job starts.
+
+This is the last module that reads the composed ``DictConfig``: :func:`plan_job` turns it into one frozen
+:class:`JobSpec` (feature set, cells, stages, paths and options), and everything below works from that.
 """
 
 from __future__ import annotations
@@ -12,14 +15,18 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
-from imprint_bench.data import FEATURE_KINDS, UNSEEN_TEST, backbone_label
+from imprint_bench.data import FEATURE_KINDS, backbone_label
+from imprint_bench.data.extract_settings import ExtractSettings
 from imprint_bench.data.holdout import NO_HOLDOUT, Holdout
+from imprint_bench.data.task_spec import TaskSpec
 from imprint_bench.errors import ConfigError
 from imprint_bench.grid import GridPlan, expand_grid, prune_for_task
 from imprint_bench.identity import stable_hash
-from imprint_bench.imprint.spec import JOINT_GEN, MethodSpec
+from imprint_bench.imprint.registry import gen_stage
+from imprint_bench.imprint.spec import MethodSpec
 
 EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9_+=-][A-Za-z0-9._+=-]{0,99}")
 
@@ -70,9 +77,18 @@ def describe_cells(cells: list[Cell]) -> str:
             f"({', '.join(tasks[:6])}{', ...' if len(tasks) > 6 else ''}) × {len(seeds)} seeds")
 
 
-def _semantic(cfg: DictConfig | dict) -> dict:
-    plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-    return {k: v for k, v in plain.items() if k not in NON_SEMANTIC_KEYS}
+def plain(node: Any) -> Any:
+    """A config node as plain Python values, interpolations resolved; a ``???`` value is a ConfigError naming it."""
+    if not isinstance(node, DictConfig | ListConfig):
+        return node
+    try:
+        return OmegaConf.to_container(node, resolve=True, throw_on_missing=True)
+    except MissingMandatoryValue as err:
+        raise ConfigError(f"{err.full_key} must be set (it is ??? in the config), e.g. {err.full_key}=...") from err
+
+
+def _semantic(node: dict) -> dict:
+    return {k: v for k, v in node.items() if k not in NON_SEMANTIC_KEYS}
 
 
 def file_stamp(path: str) -> dict[str, Any]:
@@ -90,22 +106,6 @@ def _seed(value: Any) -> int:
     return value
 
 
-def _task_fields(task: Any) -> tuple[str, list[int] | None, int, str, Holdout]:
-    """(name, classes, shots, unseen_test, holdout) of a task node, checked."""
-    node = OmegaConf.to_container(task, resolve=True) if isinstance(task, DictConfig) else dict(task)
-    name, classes, shots = node.get("name"), node.get("classes"), node.get("shots", -1)
-    unseen_test = node.get("unseen_test", "error")
-    if unseen_test not in UNSEEN_TEST:
-        raise ConfigError(f"task.unseen_test must be one of {', '.join(UNSEEN_TEST)}, got {unseen_test!r}")
-    if classes is not None and (not isinstance(classes, list) or
-                                not all(isinstance(c, int) and not isinstance(c, bool) for c in classes)):
-        raise ConfigError(f"task.classes must be null (all classes) or a list of integer labels, got {classes!r}")
-    if isinstance(shots, bool) or not isinstance(shots, int):
-        raise ConfigError(f"task.shots must be an integer (-1 = all samples), got {shots!r}")
-    holdout = Holdout(node.get("val_fraction") or 0.0, node.get("val_per_class"))
-    return str(name), classes, shots, unseen_test, holdout
-
-
 @dataclass
 class FeatureIdentity:
     """The feature set of a job (backbone × dataset [× mapping]): labels and what changes its numbers."""
@@ -116,10 +116,11 @@ class FeatureIdentity:
     identity: dict[str, Any]
 
 
-def feature_identity(cfg: DictConfig) -> FeatureIdentity:
-    dataset = _semantic(cfg.dataset)
+def feature_identity(dataset_node: dict, backbone_node: dict, extract: ExtractSettings) -> FeatureIdentity:
+    """Labels and identity of a feature set from the plain dataset, backbone and extract nodes."""
+    dataset = _semantic(dataset_node)
     backbone: dict[str, Any] = {}
-    labels = {"backbone": backbone_label(cfg.dataset, cfg.backbone), "name": str(dataset.get("name"))}
+    labels = {"backbone": backbone_label(dataset_node, backbone_node), "name": str(dataset.get("name"))}
     if dataset.get("kind") in FEATURE_KINDS:
         if dataset.get("kind") == "features":
             from imprint_bench.data.npz import check_npz_file, stored_labels
@@ -130,67 +131,104 @@ def feature_identity(cfg: DictConfig) -> FeatureIdentity:
             labels = {"backbone": dataset.get("backbone") or stored.get("backbone") or "precomputed",
                       "name": dataset.get("name") or stored.get("name") or Path(str(dataset["path"])).stem}
     else:
-        backbone = _semantic(cfg.backbone)
+        backbone = _semantic(backbone_node)
         if backbone.get("checkpoint"):
             backbone["checkpoint_file"] = file_stamp(backbone["checkpoint"])
-        backbone["amp"] = bool(cfg.extract.get("amp", False))  # bf16 features differ from fp32 ones
+        backbone["amp"] = bool(extract.amp)  # bf16 features differ from fp32 ones
     return FeatureIdentity(str(labels["backbone"]), str(labels["name"]), str(dataset.get("mapping") or "none"),
                            {"dataset": dataset, "backbone": backbone})
 
 
-def make_cell(features: FeatureIdentity, task: Any, seed: Any) -> Cell:
+def make_cell(features: FeatureIdentity, task: TaskSpec | dict, seed: Any) -> Cell:
     """A cell and its identity: everything that changes its numbers except the method."""
-    name, classes, shots, unseen_test, holdout = _task_fields(task)
+    task = task if isinstance(task, TaskSpec) else TaskSpec.from_node(task)
     seed = _seed(seed)
-    task_identity: dict[str, Any] = {"classes": classes, "shots": shots}
-    if unseen_test != "error":  # only then can it change the numbers
-        task_identity["unseen_test"] = unseen_test
-    if holdout.active:  # likewise: without a validation split the hash stays what it was
-        task_identity["holdout"] = holdout.identity()
+    classes = None if task.classes is None else list(task.classes)
+    task_identity: dict[str, Any] = {"classes": classes, "shots": task.shots}
+    if task.unseen_test != "error":  # only then can it change the numbers
+        task_identity["unseen_test"] = task.unseen_test
+    if task.holdout.active:  # likewise: without a validation split the hash stays what it was
+        task_identity["holdout"] = task.holdout.identity()
     identity = {**features.identity, "task": task_identity, "seed": seed}
-    return Cell(features.backbone, features.dataset, features.mapping, name, classes, shots, seed, identity,
-                unseen_test, holdout)
+    return Cell(features.backbone, features.dataset, features.mapping, task.name, classes, task.shots, seed, identity,
+                task.unseen_test, task.holdout)
 
 
-def method_from_cfg(cfg: DictConfig) -> MethodSpec:
-    """The base MethodSpec from the composed ``norm``/``gen``/``agg`` nodes."""
-    node = OmegaConf.to_container(OmegaConf.masked_copy(cfg, ["norm", "gen", "agg"]), resolve=True)
-    return MethodSpec.from_dict(node)
-
-
-def ridge_lambda(cfg: DictConfig) -> float:
+def ridge_lambda(dataset: dict, backbone: dict) -> float:
     """λ of ls/kls when ``gen.lam`` is unset: the backbone's ``ls_lambda`` (the weight decay of its
     pretraining); for precomputed or synthetic features the dataset's ``ls_lambda``."""
-    node = cfg.dataset if cfg.dataset.get("kind") in FEATURE_KINDS else cfg.backbone
+    node = dataset if dataset.get("kind") in FEATURE_KINDS else backbone
     return float(node.get("ls_lambda") or 1e-4)
 
 
 def _with_lambda(spec: MethodSpec, lam: float) -> MethodSpec:
     """Write the effective λ into ls/kls specs, so that it is part of the run hash and the row."""
-    if spec.gen.name in JOINT_GEN and spec.gen.lam is None:
+    if gen_stage(spec.gen.name, spec.gen.target).lam and spec.gen.lam is None:
         return replace(spec, gen=replace(spec.gen, lam=lam))
     return spec
 
 
-@dataclass
+@dataclass(frozen=True)
 class PlannedCell:
     """A cell, its grid plan and the number of runs it will evaluate (mNN pruned when the class count is known)."""
 
     cell: Cell
     plan: GridPlan
     n_runs: int
-    task: Any = field(repr=False)
+    task: TaskSpec = field(repr=False)
+
+    @property
+    def plan_hash(self) -> str:
+        """Hash of the cell's planned runs (its completion marker records it)."""
+        return stable_hash(sorted(self.cell.run_hash(s) for s in self.plan.specs))
 
 
-def job_cells(cfg: DictConfig) -> list[tuple[Any, Any]]:
+@dataclass(frozen=True)
+class FeatureSource:
+    """Where a job's features come from: the plain dataset and backbone nodes, extraction settings and folders."""
+
+    dataset: dict[str, Any]
+    backbone: dict[str, Any]
+    extract: ExtractSettings
+    cache_dir: str
+    data_root: str
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything one job needs, built once from the composed config (:func:`plan_job`): nothing below this
+    module reads the config."""
+
+    experiment: str
+    results_dir: Path
+    features: FeatureSource
+    cells: tuple[PlannedCell, ...]
+    lam: float  # the ridge λ of ls/kls when gen.lam is unset (already written into the specs)
+    device: str
+    overwrite: bool
+    nc1: bool
+    flush_every: int
+    save_head: Path | None
+    optimized_metric: str | None
+
+    @property
+    def experiment_dir(self) -> Path:
+        return self.results_dir / self.experiment
+
+    @property
+    def n_runs(self) -> int:
+        return sum(p.n_runs for p in self.cells)
+
+
+def job_cells(cfg: DictConfig) -> list[tuple[dict, Any]]:
     """(task node, seed) of every cell of a job: from ``cells`` (set by the sweeper when it groups a multirun's
     tasks and seeds into one job per feature set: ``{tasks: [task nodes], pairs: [[task index, seed], ...]}``),
     else the job's own task and seed."""
     cells = cfg.get("cells")
     if cells is None:
-        return [(cfg.task, cfg.seed)]
+        return [(plain(cfg.task), cfg.seed)]
     try:
-        return [(cells.tasks[int(i)], seed) for i, seed in cells.pairs]
+        return [(plain(cells.tasks[int(i)]), seed) for i, seed in cells.pairs]
     except (AttributeError, KeyError, IndexError, TypeError, ValueError) as err:
         raise ConfigError("cells must be {tasks: [task configs], pairs: [[task index, seed], ...]} (the sweeper "
                           f"writes it; leave it null otherwise), got {OmegaConf.to_yaml(cells).strip()!r}") from err
@@ -205,17 +243,42 @@ def check_experiment_name(name: Any) -> str:
     return text
 
 
+def check_options(cfg: DictConfig) -> None:
+    """The job options: booleans are booleans, counts are positive integers."""
+    for key in ("overwrite", "nc1"):
+        if not isinstance(cfg[key], bool):
+            raise ConfigError(f"{key} must be true or false, got {cfg[key]!r}")
+    flush_every = cfg.flush_every
+    if isinstance(flush_every, bool) or not isinstance(flush_every, int) or flush_every < 1:
+        raise ConfigError(f"flush_every must be an integer >= 1 (rows buffered per part file), got {flush_every!r}")
+
+
+def base_method(cfg: DictConfig) -> MethodSpec:
+    """The base MethodSpec from the composed ``norm``/``gen``/``agg`` nodes; an external GEN function is imported
+    and tried on a small made-up class here, before any work."""
+    spec = MethodSpec.from_dict({"norm": plain(cfg.norm), "gen": plain(cfg.gen), "agg": plain(cfg.agg)})
+    if spec.gen.target:
+        from imprint_bench.imprint.generate import probe_external_gen
+
+        spec.gen.validate()
+        probe_external_gen(spec.gen)
+    return spec
+
+
 def plan_cells(cfg: DictConfig, cells: list[tuple[Any, Any]] | None = None) -> list[PlannedCell]:
     """Validate a job's configuration and plan each of its cells (default: ``job_cells(cfg)``); no data is
     touched. The method grid is expanded once per distinct shot count."""
     check_experiment_name(cfg.experiment_name)
+    check_options(cfg)
     cells = job_cells(cfg) if cells is None else cells
-    features = feature_identity(cfg)
-    grid = OmegaConf.to_container(cfg.grid, resolve=True) if cfg.grid is not None else None
-    base, lam = method_from_cfg(cfg), ridge_lambda(cfg)
+    dataset, backbone = plain(cfg.dataset), plain(cfg.backbone)
+    features = feature_identity(dataset, backbone, ExtractSettings.from_cfg(plain(cfg.extract)))
+    grid = plain(cfg.grid)
+    base, lam = base_method(cfg), ridge_lambda(dataset, backbone)
     plans: dict[int, GridPlan] = {}
     out = []
-    for task, seed in cells:
+    for task_node, seed in cells:
+        task = TaskSpec.from_node(plain(task_node))
         cell = make_cell(features, task, seed)
         if cell.shots not in plans:
             plan = expand_grid(base, grid, cell.shots)
@@ -239,7 +302,22 @@ def plan_cells(cfg: DictConfig, cells: list[tuple[Any, Any]] | None = None) -> l
     return out
 
 
-def plan_job(cfg: DictConfig) -> tuple[Cell, GridPlan]:
-    """The job's own cell (its task and seed) and its method grid."""
-    planned = plan_cells(cfg, [(cfg.task, cfg.seed)])[0]
-    return planned.cell, planned.plan
+def plan_job(cfg: DictConfig) -> JobSpec:
+    """The job's frozen spec: its planned cells and everything else it reads from the config, checked."""
+    cells = plan_cells(cfg)
+    dataset, backbone = plain(cfg.dataset), plain(cfg.backbone)
+    save_head = cfg.get("save_head")
+    return JobSpec(
+        experiment=str(cfg.experiment_name),
+        results_dir=Path(str(cfg.paths.results_dir)),
+        features=FeatureSource(dataset, backbone, ExtractSettings.from_cfg(plain(cfg.extract)),
+                               str(cfg.paths.cache_dir), str(cfg.paths.data_root)),
+        cells=tuple(cells),
+        lam=ridge_lambda(dataset, backbone),
+        device=str(cfg.device),
+        overwrite=cfg.overwrite,
+        nc1=cfg.nc1,
+        flush_every=cfg.flush_every,
+        save_head=Path(str(save_head)).expanduser() if save_head else None,
+        optimized_metric=cfg.get("optimized_metric"),
+    )

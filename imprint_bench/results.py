@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from imprint_bench.errors import ConfigError
 from imprint_bench.identity import canonical_json
+from imprint_bench.imprint.registry import config_text
 from imprint_bench.schema import COLUMN_NAMES, dedupe_runs, to_arrow
 
 
@@ -200,7 +201,7 @@ class CollectSummary:
             failed = t[t["status"] != "ok"]
             for _, row in failed.head(20).iterrows():
                 lines.append(f"  failed: {row.get('backbone')}/{row.get('dataset')}/{row.get('task')}/"
-                             f"seed={row.get('seed')} {row.get('gen')} k={row.get('k')}: {str(row.get('error'))[:200]}")
+                             f"seed={row.get('seed')} {config_text(row)}: {str(row.get('error'))[:200]}")
             if n_failed > 20:
                 lines.append(f"  ... and {n_failed - 20} more failures")
         return "\n".join(lines)
@@ -247,3 +248,17 @@ def collect_main(argv: list[str] | None = None) -> None:
     if not (args.root / "runs").is_dir():
         raise SystemExit(f"error: {args.root} has no runs/ folder; pass <paths.results_dir>/<experiment_name>")
     print(collect(args.root).describe())
+
+
+@dataclass
+class CellOutcome:
+    """What evaluating one cell did: runs planned, ok, failed, skipped (done before), pruned (m-NN with m above the
+    task's proxies), seconds in the imprinting itself, and the failures' messages."""
+
+    planned: int = 0
+    ok: int = 0
+    failed: int = 0
+    skipped: int = 0
+    pruned_mnn: int = 0
+    engine_s: float = 0.0
+    failures: list[str] = field(default_factory=list)

@@ -14,21 +14,24 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig
 
 from imprint_bench.errors import ConfigError
-from imprint_bench.identity import stable_hash
-from imprint_bench.plan import PlannedCell, describe_cells, plan_cells
-from imprint_bench.results import ResultStore
+from imprint_bench.plan import JobSpec, describe_cells, plan_job
+from imprint_bench.results import CellOutcome, ResultStore
+
+if TYPE_CHECKING:
+    from imprint_bench.tracking import Tracker
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class JobSummary:
+    """What a job did (the sum of its cells' outcomes) and, for a tuning sweeper, its objective."""
+
     cell: str
     planned: int = 0
     ok: int = 0
@@ -36,81 +39,81 @@ class JobSummary:
     skipped: int = 0
     seconds: float = 0.0
     engine_s: float = 0.0  # of which in the imprinting itself (GEN, NORM, AGG, metrics): the rest is overhead
-    failures: list[str] = field(default_factory=list)
-    best: str = ""
-    best_acc: float = -1.0
+    failures: tuple[str, ...] = ()
     invalid: dict[str, int] = field(default_factory=dict)  # grid combinations pruned as invalid, by reason
     pruned_mnn: int = 0  # mNN runs pruned because m exceeds a task's number of proxies
     objective: float | None = None  # the mean optimized_metric of the job's runs (for a tuning sweeper)
 
     def line(self) -> str:
-        best = f"; best {self.best}" if self.best else ""
         pruned = [f"{n} invalid ({reason})" for reason, n in self.invalid.items()]
         if self.pruned_mnn:
             pruned.append(f"{self.pruned_mnn} mNN runs with m above the task's number of proxies")
         pruned_text = f"; pruned: {', '.join(pruned)}" if pruned else ""
         return (f"[{self.cell}] {self.planned} runs: {self.ok} ok, {self.failed} failed, {self.skipped} skipped "
-                f"({self.seconds:.1f}s){pruned_text}{best}")
+                f"({self.seconds:.1f}s){pruned_text}")
 
 
-def run_job(cfg: DictConfig, tracker: Any = None) -> JobSummary:
-    """Evaluate every cell of the job (its own task and seed, or the sweeper's ``cells``) against the
-    method grid, appending rows to the experiment's ResultStore. Every cell is validated before any work;
-    complete cells are skipped."""
+def run_job(cfg: DictConfig, tracker: Tracker | None = None) -> JobSummary:
+    """Plan the job (:func:`plan.plan_job`: every cell validated before any work), then evaluate its cells that
+    are not complete against the method grid, appending rows to the experiment's ResultStore."""
+    return run_planned(plan_job(cfg), tracker)
+
+
+def run_planned(job: JobSpec, tracker: Tracker | None = None) -> JobSummary:
+    """Evaluate a planned job; complete cells are skipped without loading torch or the features."""
     start = time.perf_counter()
-    planned = plan_cells(cfg)
-    check_objective(cfg, planned)
-    store = ResultStore(Path(cfg.paths.results_dir) / cfg.experiment_name)
-    summary = JobSummary(describe_cells([p.cell for p in planned]), invalid=dict(planned[0].plan.pruned))
-    redo = bool(cfg.overwrite or cfg.get("save_head"))
-    todo = []
-    for p in planned:
-        plan_hash = stable_hash(sorted(p.cell.run_hash(s) for s in p.plan.specs))
-        if not redo and store.is_complete(p.cell.hash, plan_hash):
-            summary.planned += len(p.plan.specs)
-            summary.skipped += len(p.plan.specs)
-        else:
-            todo.append((p, plan_hash))
+    check_objective(job)
+    store = ResultStore(job.experiment_dir)
+    redo = job.overwrite or job.save_head is not None
+    todo = [p for p in job.cells if redo or not store.is_complete(p.cell.hash, p.plan_hash)]
+    done = [CellOutcome(planned=len(p.plan.specs), skipped=len(p.plan.specs)) for p in job.cells if p not in todo]
     if todo:
         store.check_writable()
         from tqdm.auto import tqdm
 
         from imprint_bench.evaluate import JobData, evaluate_cell, resolve_device
 
-        data = JobData(cfg, resolve_device(cfg.device))
-        total = sum(len(p.plan.specs) for p, _ in todo)
-        progress = tqdm(total=total, desc=summary.cell, unit="run", leave=False,
+        data = JobData(job.features, resolve_device(job.device))
+        total = sum(len(p.plan.specs) for p in todo)
+        progress = tqdm(total=total, desc=describe_cells([p.cell for p in job.cells]), unit="run", leave=False,
                         disable=True if total < 2 else None)  # None: no progress frames when not on a terminal
         with sigterm_as_exit(), progress as bar:
-            for p, plan_hash in todo:
-                evaluate_cell(cfg, p.cell, p.plan.specs, plan_hash, store, data, tracker, summary, bar)
-    summary.seconds = time.perf_counter() - start
-    if cfg.get("optimized_metric"):
-        summary.objective = job_objective(store, planned, str(cfg.optimized_metric))
-    return summary
+            for p in todo:
+                done.append(evaluate_cell(job, p, data, store, tracker, bar.update))
+    return JobSummary(
+        cell=describe_cells([p.cell for p in job.cells]),
+        planned=sum(o.planned for o in done),
+        ok=sum(o.ok for o in done), failed=sum(o.failed for o in done), skipped=sum(o.skipped for o in done),
+        seconds=time.perf_counter() - start, engine_s=sum(o.engine_s for o in done),
+        failures=tuple(f for o in done for f in o.failures), invalid=dict(job.cells[0].plan.pruned),
+        pruned_mnn=sum(o.pruned_mnn for o in done),
+        objective=job_objective(store, job) if job.optimized_metric else None,
+    )
 
 
-def check_objective(cfg: DictConfig, planned: list[PlannedCell]) -> None:
+def check_objective(job: JobSpec) -> None:
     """``optimized_metric`` (what a tuning sweeper maximises) must be read off held-out training rows: tuning on
     test accuracy would report optimistic numbers. So only ``val_acc``, and only with a validation split."""
-    metric = cfg.get("optimized_metric")
+    metric = job.optimized_metric
     if metric is None:
         return
     if metric != "val_acc":
         raise ConfigError(f"optimized_metric must be val_acc (or null), got {metric!r}: a search must not select "
                           "on test-set numbers")
-    if not all(p.cell.holdout.active for p in planned):
+    if not all(p.cell.holdout.active for p in job.cells):
         raise ConfigError("optimized_metric=val_acc needs a validation split: set task.val_fraction (e.g. 0.2) "
                           "or task.val_per_class")
 
 
-def job_objective(store: ResultStore, planned: list[PlannedCell], metric: str) -> float:
-    """Mean ``metric`` over the job's ok rows (fresh or from an earlier run: a repeated trial reads its rows)."""
+def job_objective(store: ResultStore, job: JobSpec) -> float:
+    """Mean ``optimized_metric`` over the job's ok rows (fresh or from an earlier run: a repeated trial reads its
+    rows)."""
     import pandas as pd
 
-    wanted = {p.cell.run_hash(s) for p in planned for s in p.plan.specs}
+    metric = str(job.optimized_metric)
+    wanted = {p.cell.run_hash(s) for p in job.cells for s in p.plan.specs}
     values = []
-    for p in planned:
+    for p in job.cells:
         for part in sorted(store.cell_dir(p.cell.hash).glob("*.parquet")):
             rows = pd.read_parquet(part, columns=["run_hash", "status", metric])
             values += rows.loc[rows["run_hash"].isin(wanted) & rows["status"].eq("ok"), metric].tolist()

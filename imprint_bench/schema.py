@@ -15,6 +15,9 @@ import pandas as pd
 import pyarrow as pa
 
 Kind = Literal["str", "int", "float", "count", "list", "int_list"]
+#: What a column is: part of the cell (what was imprinted on), a stage option of the configuration, the preset
+#: label, a metric of the run, a property of the task's data, or identity and provenance.
+Role = Literal["cell", "stage", "label", "metric", "task", "provenance"]
 
 _ARROW = {"str": pa.string(), "int": pa.int64(), "float": pa.float64(), "count": pa.int64(),
           "list": pa.list_(pa.float64()), "int_list": pa.list_(pa.int64())}
@@ -28,6 +31,7 @@ class Column:
 
     name: str
     kind: Kind
+    role: Role
     doc: str
     required: bool = False
     default: Any = None
@@ -35,63 +39,72 @@ class Column:
 
 COLUMNS: tuple[Column, ...] = (
     # the cell: one (backbone, dataset, task, seed)
-    Column("experiment", "str", "experiment_name of the sweep", default=""),
-    Column("backbone", "str", "backbone name (or a feature file's backbone label)", required=True),
-    Column("dataset", "str", "dataset name", required=True),
-    Column("mapping", "str", "label remapping of the dataset (none = its own labels)", default="none"),
-    Column("task", "str", "class split: all, even, odd, short, or a custom name", required=True),
-    Column("seed", "int", "run seed (k-means starts, few-shot samples)", required=True),
-    Column("shots", "int", "training samples per class; -1 = all", default=-1),
+    Column("experiment", "str", "cell", "experiment_name of the sweep", default=""),
+    Column("backbone", "str", "cell", "backbone name (or a feature file's backbone label)", required=True),
+    Column("dataset", "str", "cell", "dataset name", required=True),
+    Column("mapping", "str", "cell", "label remapping of the dataset (none = its own labels)", default="none"),
+    Column("task", "str", "cell", "class split: all, even, odd, short, or a custom name", required=True),
+    Column("seed", "int", "cell", "run seed (k-means starts, few-shot samples)", required=True),
+    Column("shots", "int", "cell", "training samples per class; -1 = all", default=-1),
     # the configuration: its stages
-    Column("method", "str", "Table-1 preset the configuration equals, else custom", required=True),
-    Column("norm_pre", "str", "NORMpre", required=True),
-    Column("gen", "str", "GEN: mean, kmeans, kmedoids, fps, random, all, cov_max, ls, kls, none", required=True),
-    Column("k", "int", "proxies per class (-1 = all samples)", required=True),
-    Column("norm_post", "str", "NORMpost", required=True),
-    Column("norm_inf", "str", "NORMinf", required=True),
-    Column("agg", "str", "AGG: max or mnn", required=True),
-    Column("m", "int", "neighbours voting in mnn (-1 for max)", required=True),
-    Column("distance", "str", "mnn distance (inner_product for max)", required=True),
-    Column("weighting", "str", "mnn vote weighting: uniform or distance", required=True),
-    Column("kmeans_backend", "str", "k-means backend requested (faiss placeholder for other GEN)", default=""),
-    Column("kmeans_iters", "int", "Lloyd iteration cap", default=-1),
-    Column("lam", "float", "ridge λ of ls/kls (-1 = none)", default=-1.0),
+    Column("method", "str", "label", "Table-1 preset the configuration equals, else custom", required=True),
+    Column("norm_pre", "str", "stage", "NORMpre", required=True),
+    Column("gen", "str", "stage", "GEN: a registered method (mean, kmeans, ...) or an external function's dotted name",
+           required=True),
+    Column("gen_args", "str", "stage", "an external GEN function's keyword arguments (JSON; empty for built-ins)",
+           default=""),
+    Column("k", "int", "stage", "proxies per class (-1 = all samples)", required=True),
+    Column("norm_post", "str", "stage", "NORMpost", required=True),
+    Column("norm_inf", "str", "stage", "NORMinf", required=True),
+    Column("agg", "str", "stage", "AGG: max or mnn", required=True),
+    Column("m", "int", "stage", "neighbours voting in mnn (-1 for max)", required=True),
+    Column("distance", "str", "stage", "mnn distance (inner_product for max)", required=True),
+    Column("weighting", "str", "stage", "mnn vote weighting: uniform or distance", required=True),
+    Column("kmeans_backend", "str", "stage", "k-means backend requested (faiss placeholder for other GEN)", default=""),
+    Column("kmeans_iters", "int", "stage", "Lloyd iteration cap", default=-1),
+    Column("seeding", "str", "stage", "k-means seeds: derived per class, or reference (the run seed, sklearn)",
+           default="derived"),
+    Column("lam", "float", "stage", "ridge λ of ls/kls (-1 = none)", default=-1.0),
     # the metrics
-    Column("acc", "float", "test accuracy, %", required=True),
-    Column("val_acc", "float", "accuracy on the validation split carved from the training rows, % (NaN: no "
+    Column("acc", "float", "metric", "test accuracy, %", required=True),
+    Column("val_acc", "float", "metric", "accuracy on the validation split carved from the training rows, % (NaN: no "
            "split, task.val_fraction = 0)", default=np.nan),
-    Column("macro_f1", "float", "macro-F1 over classes present in the test set, %", default=np.nan),
-    Column("balanced_acc", "float", "mean per-class recall, %", default=np.nan),
-    Column("per_class_f1", "list", "F1 per class, %", default=None),
-    Column("gen_s", "float", "seconds GEN took (also when served from cache)", default=np.nan),
-    Column("infer_s", "float", "seconds of inference on the test set", default=np.nan),
-    Column("n_proxies", "count", "proxies in the head", default=np.nan),
-    Column("proxies_per_class", "int_list", "proxies of each class (with gen.k=auto: the k chosen per class)",
+    Column("macro_f1", "float", "metric", "macro-F1 over classes present in the test set, %", default=np.nan),
+    Column("balanced_acc", "float", "metric", "mean per-class recall, %", default=np.nan),
+    Column("per_class_f1", "list", "metric", "F1 per class, %", default=None),
+    Column("gen_s", "float", "metric", "seconds GEN took (also when served from cache)", default=np.nan),
+    Column("infer_s", "float", "metric", "seconds of inference on the test set", default=np.nan),
+    Column("n_proxies", "count", "metric", "proxies in the head", default=np.nan),
+    Column("proxies_per_class", "int_list", "metric", "proxies of each class (with gen.k=auto: the k chosen per class)",
            default=None),
-    Column("n_classes", "count", "classes of the task", default=np.nan),
-    Column("n_train", "count", "training rows the task imprinted from", default=np.nan),
-    Column("n_val", "count", "validation rows held out of the training rows", default=0),
-    Column("n_test", "count", "test rows evaluated", default=np.nan),
-    Column("n_test_excluded", "count", "test rows excluded (task.unseen_test=exclude)", default=0),
-    Column("nc1", "float", "NC1 of the task's L2-normalised train features (textbook)", default=np.nan),
-    Column("nc1_ref", "float", "NC1 with the reference implementation's centring", default=np.nan),
+    Column("n_classes", "count", "task", "classes of the task", default=np.nan),
+    Column("n_train", "count", "task", "training rows the task imprinted from", default=np.nan),
+    Column("n_val", "count", "task", "validation rows held out of the training rows", default=0),
+    Column("n_test", "count", "task", "test rows evaluated", default=np.nan),
+    Column("n_test_excluded", "count", "task", "test rows excluded (task.unseen_test=exclude)", default=0),
+    Column("nc1", "float", "task", "NC1 of the task's L2-normalised train features (textbook)", default=np.nan),
+    Column("nc1_ref", "float", "task", "NC1 with the reference implementation's centring", default=np.nan),
     # identity and provenance
-    Column("run_hash", "str", "hash of the cell and the canonical method (resume key)", default=""),
-    Column("cell_hash", "str", "hash of the cell", default=""),
-    Column("feature_key", "str", "feature-cache key of the feature set", default=""),
-    Column("status", "str", "ok or failed", default="ok"),
-    Column("error", "str", "the error of a failed run", default=""),
-    Column("device", "str", "device the run used", default=""),
-    Column("created_at", "str", "UTC time the row was made (ISO 8601)", default=""),
-    Column("versions", "str", "library versions (JSON)", default=""),
+    Column("run_hash", "str", "provenance", "hash of the cell and the canonical method (resume key)", default=""),
+    Column("cell_hash", "str", "provenance", "hash of the cell", default=""),
+    Column("feature_key", "str", "provenance", "feature-cache key of the feature set", default=""),
+    Column("status", "str", "provenance", "ok or failed", default="ok"),
+    Column("error", "str", "provenance", "the error of a failed run", default=""),
+    Column("device", "str", "provenance", "device the run used", default=""),
+    Column("created_at", "str", "provenance", "UTC time the row was made (ISO 8601)", default=""),
+    Column("versions", "str", "provenance", "library versions (JSON)", default=""),
 )
 
 BY_NAME = {c.name: c for c in COLUMNS}
 COLUMN_NAMES = [c.name for c in COLUMNS]
 REQUIRED_COLUMNS = [c.name for c in COLUMNS if c.required]
-#: The metric columns of a failed run (NaN, no proxies), so its part file has the same columns.
-METRIC_COLUMNS = ["acc", "val_acc", "macro_f1", "balanced_acc", "per_class_f1", "gen_s", "infer_s", "n_proxies",
-                  "proxies_per_class"]
+#: The columns of each role, in table order.
+CELL_COLUMNS = [c.name for c in COLUMNS if c.role == "cell"]
+STAGE_COLUMNS = [c.name for c in COLUMNS if c.role == "stage"]
+#: The metric columns (a failed run's are NaN, no proxies, so its part file has the same columns).
+METRIC_COLUMNS = [c.name for c in COLUMNS if c.role == "metric"]
+#: The scalar numbers of a run that trackers log as metrics (its metrics and its task's sizes and NC1).
+SCALAR_METRICS = [c.name for c in COLUMNS if c.role in ("metric", "task") and not c.kind.endswith("list")]
 FAILED_METRICS: dict[str, Any] = {**{c: float("nan") for c in METRIC_COLUMNS}, "per_class_f1": [], "n_proxies": 0,
                                   "proxies_per_class": []}
 NO_NC1 = {"nc1": float("nan"), "nc1_ref": float("nan")}

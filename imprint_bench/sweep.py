@@ -88,7 +88,7 @@ class JobGroup:
         tasks: list[dict] = []
         pairs = []
         for p in self.planned:
-            node = OmegaConf.to_container(p.task, resolve=True) if isinstance(p.task, DictConfig) else dict(p.task)
+            node = p.task.node()
             if node not in tasks:
                 tasks.append(node)
             pairs.append([tasks.index(node), p.cell.seed])

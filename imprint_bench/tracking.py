@@ -23,14 +23,15 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from imprint_bench.errors import ConfigError, check_choice
+from imprint_bench.imprint.registry import config_text
+from imprint_bench.schema import CELL_COLUMNS, SCALAR_METRICS, STAGE_COLUMNS
 
 log = logging.getLogger("imprint_bench")
 
 TRACKERS = ("none", "wandb", "mlflow")
-# a configuration's filterable fields (result columns), and its metrics
-FIELDS = ("experiment", "backbone", "dataset", "mapping", "task", "seed", "shots", "method", "norm_pre", "gen", "k",
-          "norm_post", "norm_inf", "agg", "m", "distance", "weighting", "kmeans_backend", "lam", "status", "run_hash")
-METRICS = ("acc", "val_acc", "macro_f1", "balanced_acc", "gen_s", "infer_s", "n_proxies", "nc1")
+# a configuration's filterable fields and its metrics: result columns by their role in the schema
+FIELDS = (*CELL_COLUMNS, "method", *STAGE_COLUMNS, "status", "run_hash")
+METRICS = tuple(SCALAR_METRICS)
 CONFIGURATION = "configuration"  # the job_type / role of a per-configuration run
 WANDB_THREADS = 8  # configuration runs created at once (wandb.init waits on its service, not on the CPU)
 
@@ -82,9 +83,7 @@ def configuration_metrics(row: dict[str, Any]) -> dict[str, float]:
 
 def configuration_name(row: dict[str, Any]) -> str:
     """A readable run name: method, stages, task and seed."""
-    agg = f"{row.get('m')}-NN {row.get('distance')}" if row.get("agg") == "mnn" else row.get("agg")
-    return (f"{row.get('method')} {row.get('norm_pre')}/{row.get('gen')}(k={row.get('k')})/{row.get('norm_post')}/"
-            f"{row.get('norm_inf')}/{agg} {row.get('task')} seed={row.get('seed')}")
+    return f"{row.get('method')} {config_text(row)} {row.get('task')} seed={row.get('seed')}"
 
 
 def _wandb_safe(df: pd.DataFrame) -> pd.DataFrame:
@@ -308,17 +307,3 @@ def make_tracker(cfg: DictConfig, job_type: str, name: str | None = None) -> Tra
     if kind == "mlflow":
         return MlflowTracker(cfg, job_type, name)
     return NullTracker()
-
-
-def log_collected(cfg: DictConfig, table: pd.DataFrame, report_dir: Path) -> None:
-    """With a tracker: one collect run holding the merged table, the report's summary, tables and figures."""
-    if cfg.tracker.name == "none" or table.empty:
-        return
-    from imprint_bench.report import build_report
-
-    tracker = make_tracker(cfg, "collect")
-    try:
-        tracker.log_table("results", table)
-        build_report(table, report_dir, tracker=tracker)
-    finally:
-        tracker.finish()

@@ -54,3 +54,8 @@ def compose_cfg():
 
 def seeded(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+def own_cell(job):
+    """(cell, grid plan) of a planned job of one cell."""
+    return job.cells[0].cell, job.cells[0].plan

@@ -75,16 +75,19 @@ def test_miss_writes_an_entry_then_hits_read_it(tmp_path, extractions, monkeypat
     assert features.fill_feature_cache(DIGITS, PIXELS, {}, tmp_path, tmp_path, CPU) == first.key
 
 
-def test_dictconfig_input_and_progress_without_a_terminal(tmp_path, compose_cfg, capfd, caplog):
+def test_composed_config_input_and_progress_without_a_terminal(tmp_path, compose_cfg, capfd, caplog):
+    from imprint_bench.plan import plain
+
     cfg = compose_cfg("dataset=digits", "backbone=pixels", "dataset.subset.train=10", "dataset.subset.per_class=true")
     with caplog.at_level("INFO"):
-        feature_set = features.extract_feature_set(cfg.dataset, cfg.backbone, cfg.extract, tmp_path, tmp_path, CPU)
+        feature_set = features.extract_feature_set(plain(cfg.dataset), plain(cfg.backbone), plain(cfg.extract),
+                                                   tmp_path, tmp_path, CPU)
     assert feature_set.x_train.shape == (100, 64) and feature_set.x_test.shape == (359, 64)
     assert "img/s" not in capfd.readouterr().err  # no progress-bar frames in a log that is not a terminal
     assert any("img/s" in r.getMessage() for r in caplog.records)  # one line per split instead
     unset_root = compose_cfg("dataset=image_folder")
     with pytest.raises(ConfigError, match=r"dataset.root must be set"):
-        features.extract_feature_set(unset_root.dataset, cfg.backbone, cfg.extract, tmp_path, tmp_path, CPU)
+        plain(unset_root.dataset)
 
 
 def test_key_covers_what_changes_the_numbers(tmp_path):

@@ -1,5 +1,5 @@
-"""Straight layers: every import of the package (function-level ones included, TYPE_CHECKING ones excluded)
-goes down the layers of docs/architecture.md, and no modules import each other in a circle."""
+"""Straight layers: every import of the package and of its Hydra plugins (function-level and ``TYPE_CHECKING`` ones
+included) goes down the layers of docs/architecture.md, and no modules import each other in a circle."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parent.parent / "imprint_bench"
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "imprint_bench"
+PLUGINS = ROOT / "hydra_plugins"
 
 #: The layers of docs/architecture.md, bottom first (a module's layer is that of its longest listed prefix).
 LAYERS: list[list[str]] = [
@@ -18,17 +20,20 @@ LAYERS: list[list[str]] = [
     ["grid", "plan", "results", "config", "config_schema", "model"],
     ["evaluate", "runner", "sweep", "tracking", "report"],
     ["callbacks", "__main__"],
+    ["hydra_plugins"],  # the imprint sweeper: Hydra loads it, it drives the package
 ]
 #: The package's lazy public face (it resolves names with importlib) and the config package (YAML only).
 EXEMPT = {"imprint_bench", "imprint_bench.conf"}
 
 
 def _module_name(path: Path) -> str:
-    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    parts = path.relative_to(ROOT).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
 def _layer(module: str) -> int:
+    if module.startswith("hydra_plugins"):
+        return len(LAYERS) - 1
     rest = module.split(".")[1:]
     for index, names in enumerate(LAYERS):
         if rest and rest[0] in names:
@@ -37,14 +42,10 @@ def _layer(module: str) -> int:
 
 
 def _imports(path: Path) -> set[str]:
-    """Modules of the package imported by ``path``, outside ``if TYPE_CHECKING:`` blocks."""
+    """Modules of the package imported by ``path`` (type-only imports count: a cycle through them is a cycle)."""
     tree = ast.parse(path.read_text())
-    skipped = {id(node) for block in ast.walk(tree) if isinstance(block, ast.If)
-               and getattr(block.test, "id", None) == "TYPE_CHECKING" for node in ast.walk(block)}
     found = set()
     for node in ast.walk(tree):
-        if id(node) in skipped:
-            continue
         if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("imprint_bench"):
             for alias in node.names:  # `from pkg import submodule` imports the submodule
                 sub = f"{node.module}.{alias.name}"
@@ -54,7 +55,8 @@ def _imports(path: Path) -> set[str]:
     return found
 
 
-MODULES = {_module_name(p): p for p in PACKAGE.rglob("*.py") if "conf" not in p.relative_to(PACKAGE).parts}
+MODULES = {_module_name(p): p for p in [*PACKAGE.rglob("*.py"), *PLUGINS.rglob("*.py")]
+           if "conf" not in p.relative_to(PACKAGE.parent).parts}
 
 
 def _graph() -> dict[str, set[str]]:

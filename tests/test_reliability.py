@@ -134,11 +134,12 @@ def test_feature_files_label_their_rows(tmp_path, mixture, compose_cfg):
 
     plain = write_npz(tmp_path / "mnist_vit.npz", mixture)
     named = write_npz(tmp_path / "x.npz", mixture, name=np.array("cifar"), backbone=np.array("vit_b_16"))
-    cell = plan_job(compose_cfg("dataset=features", f"dataset.path={plain}", "method=qi"))[0]
+    cell = plan_job(compose_cfg("dataset=features", f"dataset.path={plain}", "method=qi")).cells[0].cell
     assert (cell.backbone, cell.dataset) == ("precomputed", "mnist_vit")
-    cell = plan_job(compose_cfg("dataset=features", f"dataset.path={named}", "method=qi"))[0]
+    cell = plan_job(compose_cfg("dataset=features", f"dataset.path={named}", "method=qi")).cells[0].cell
     assert (cell.backbone, cell.dataset) == ("vit_b_16", "cifar")
-    cell = plan_job(compose_cfg("dataset=features", f"dataset.path={named}", "dataset.name=mine", "method=qi"))[0]
+    job = plan_job(compose_cfg("dataset=features", f"dataset.path={named}", "dataset.name=mine", "method=qi"))
+    cell = job.cells[0].cell
     assert cell.dataset == "mine"
 
 

@@ -113,7 +113,7 @@ def test_no_figure_prints_p_equal_to_zero(report):
 def test_legends_list_exactly_the_series_in_the_data(report, ok):
     figures, _ = report
     k_data, _ = tables.k_sweep_data(ok)
-    assert _legend_labels(figures["k_sweep"]) == {plots.GEN_NAMES.get(g, g) for g in k_data["gen"]} | {
+    assert _legend_labels(figures["k_sweep"]) == {plots.gen_legend(g) for g in k_data["gen"]} | {
         plots.PAPER_K_CURVE_LABEL  # resnet18 × MNIST / CIFAR-10 task all: the paper has those curves
     }
     few, _ = tables.few_shot_data(ok)
@@ -244,11 +244,13 @@ def test_wrap_title_keeps_parenthesised_phrases_whole():
 
 
 def test_every_stage_name_of_the_engine_has_a_display_name_and_colour():
-    from imprint_bench.imprint.spec import GEN_METHODS, NORM_INF, NORM_POST, NORM_PRE
+    from imprint_bench.imprint.registry import GEN, NORM, norm_names
     from imprint_bench.report.data import gen_name, norm_label
-    from imprint_bench.report.plots import GEN_COLORS, GEN_NAMES
+    from imprint_bench.report.plots import gen_color, gen_legend
 
-    assert set(GEN_COLORS) == set(GEN_NAMES) == set(GEN_METHODS)
+    colours = {gen_color(stage.name) for stage in GEN}
+    assert len(colours) == len(GEN.names()) and all(gen_legend(stage.name) for stage in GEN)
     assert gen_name("kmeans") == "k-means" and gen_name("cov_max") == "k-cov-max"
-    assert all(norm_label(n) for n in (*NORM_PRE, *NORM_POST, *NORM_INF))
-    assert {norm_label(n) for n in NORM_PRE} == {"none", "L2", "CL2N"}
+    assert gen_legend("mean") == "mean (k=1)" and gen_legend("all") == "all samples"
+    assert all(norm_label(n.name) for n in NORM)
+    assert {norm_label(n) for n in norm_names("pre")} == {"none", "L2", "CL2N"}

@@ -11,8 +11,9 @@ import pytest
 from matplotlib.lines import Line2D
 from test_report import make_results
 
+from imprint_bench.imprint.registry import config_text, gen_label
 from imprint_bench.report import build_report, plots, selection, tables
-from imprint_bench.report.data import add_config_labels, config_label, gen_label, ok_rows, validate_results
+from imprint_bench.report.data import add_config_labels, ok_rows, validate_results
 from imprint_bench.report.synthetic import synthetic_results
 
 G1, G2 = ("resnet18", "MNIST", "all"), ("resnet18", "CIFAR-10", "all")
@@ -137,7 +138,7 @@ def test_k_auto_is_labelled_and_kept_off_the_k_axis():
     assert gen_label("kmeans", 0) == "k-means (k=auto)" and gen_label("kmeans", -1) == "k-means (k=all)"
     row = {"gen": "kmeans", "k": 0, "agg": "max", "m": -1, "distance": "inner_product", "weighting": "uniform",
            "norm_pre": "l2", "norm_post": "l2", "norm_inf": "l2", "shots": -1}
-    assert config_label(row) == "L2/k-means(k=auto)/L2/L2/max"
+    assert config_text(row) == "L2/k-means(k=auto)/L2/L2/max"
     df = make_results({"kmeans:1": {G1: [80]}, "kmeans:5": {G1: [85]}, "kmeans:0": {G1: [86]}}, seeds=(1,))
     data, info = tables.k_sweep_data(add_config_labels(ok_rows(validate_results(df))))
     fig = plots.plot_k_sweep(data, tuple(info["norms"]))

@@ -50,7 +50,7 @@ def tamper(path: Path, out: Path, tensors=None, meta=None, drop=()) -> Path:
     (lambda h: {"drop": ("method",)}, r"missing \['method'\]"),
     (lambda h: {"meta": {"agg": json.dumps({"name": "max", "m": -1, "distance": "inner_product",
                                             "weighting": "uniform", "extra": 1})}}, "agg must have the fields"),
-    (lambda h: {"meta": {"norm_inf": "l3"}}, "unknown NORMinf 'l3'"),
+    (lambda h: {"meta": {"norm_inf": "l3"}}, "unknown NORM kind 'l3'"),
     (lambda h: {"tensors": {"owner": h.owner.to(torch.int32)}}, "owner must be int64"),
 ])
 def test_a_tampered_head_is_refused_on_load(tmp_path, saved_head, change, message):

@@ -4,9 +4,8 @@ import pytest
 
 from imprint_bench.errors import ConfigError
 from imprint_bench.identity import stable_hash
+from imprint_bench.imprint.registry import GEN
 from imprint_bench.imprint.spec import (
-    AUTO_K_GEN,
-    GEN_METHODS,
     K_AUTO,
     PRESETS,
     UNUSED_BACKEND,
@@ -28,10 +27,10 @@ KMEANS_5_SHOTS_HASH = "489156b716016893a77d438752733c8d"
         (MethodSpec(gen=GenSpec("kmeans", -2)), "gen.k must be a positive integer or -1"),
         (MethodSpec(agg=AggSpec("mnn", 0, "euclidean")), "agg.m must be an integer >= 1"),
         (MethodSpec(agg=AggSpec("mnn", 3, "inner_product")), "agg=mnn needs a distance"),
-        (MethodSpec(gen=GenSpec("kmeanz", 5)), "valid choices: all, cov_max, fps, kls, kmeans"),
+        (MethodSpec(gen=GenSpec("kmeanz", 5)), "registered: all, mean, random, kmeans, kmedoids, fps, cov_max"),
         (MethodSpec(agg=AggSpec("mnn", 3, "euclidian")), "unknown AGG distance 'euclidian'"),
         (MethodSpec(norm_pre="l2", norm_inf="none"), "NORMpre='l2' requires NORMinf='l2'"),
-        (MethodSpec(norm_post="cl2n"), "unknown NORMpost 'cl2n'"),
+        (MethodSpec(norm_post="cl2n"), "'cl2n' cannot be used as norm.post; valid there: none, l2, quantile"),
         (MethodSpec(gen=GenSpec("kmeans", 5, backend="cuml")), "unknown k-means backend"),
         (MethodSpec(gen=GenSpec("kmeans", "many")), "gen.k must be a positive integer or -1 .* or auto"),
         (MethodSpec(gen=GenSpec("mean", "auto")), "gen.k=auto .* gen.name kmeans or kmedoids; gen.name=mean has"),
@@ -68,9 +67,9 @@ def test_hash_is_deterministic_and_sensitive():
 
 def test_presets_match_table1_and_are_recognised():
     assert PRESETS["qi"].to_flat() | {"kmeans_iters": 0} == {
-        "norm_pre": "l2", "gen": "mean", "k": 1, "norm_post": "l2", "norm_inf": "l2", "agg": "max", "m": -1,
-        "distance": "inner_product", "weighting": "uniform", "kmeans_backend": "auto", "kmeans_iters": 0,
-        "lam": None}
+        "norm_pre": "l2", "gen": "mean", "gen_args": "", "k": 1, "norm_post": "l2", "norm_inf": "l2", "agg": "max",
+        "m": -1, "distance": "inner_product", "weighting": "uniform", "kmeans_backend": "auto", "kmeans_iters": 0,
+        "seeding": "derived", "lam": None}
     assert PRESETS["hosoda"].norm_post == "quantile" and PRESETS["hosoda"].norm_pre == "none"
     assert PRESETS["janson"].agg == AggSpec("mnn", 1, "euclidean", "distance")
     assert PRESETS["ours"].gen == GenSpec("kmeans", 20)
@@ -92,9 +91,10 @@ def test_from_dict_rejects_unknown_keys():
 
 
 def test_auto_k_is_valid_for_clustering_gen_only():
-    for name in GEN_METHODS:
+    for stage in GEN:
+        name = stage.name
         spec = MethodSpec(gen=GenSpec(name, "auto"))
-        if name in AUTO_K_GEN:
+        if name in ("kmeans", "kmedoids"):
             spec.validate()
         else:
             with pytest.raises(ConfigError, match=f"gen.name={name} .*: give an integer k"):

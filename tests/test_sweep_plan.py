@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from conftest import own_cell
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
 from imprint_bench.errors import ConfigError
@@ -61,7 +62,7 @@ def test_plan_groups_composes_each_distinct_configuration_once(compose_cfg, npz_
     assert len(calls) == 2 + 4  # one per job, and each task once for all jobs
     for group in groups:  # each cell equals what Hydra composes for that job alone
         for cell_overrides, planned in zip(group.cells, group.planned, strict=True):
-            cell, plan = plan_job(compose_cfg(*group.overrides, *cell_overrides))
+            cell, plan = own_cell(plan_job(compose_cfg(*group.overrides, *cell_overrides)))
             assert (planned.cell.hash, planned.plan.specs) == (cell.hash, plan.specs)
 
 
@@ -71,7 +72,7 @@ def test_a_group_whose_overrides_change_the_task_composes_its_own_tasks(compose_
     plan_groups(groups, lambda o: compose_cfg(*o))
     for group in groups:
         for cell_overrides, planned in zip(group.cells, group.planned, strict=True):
-            assert planned.cell.hash == plan_job(compose_cfg(*group.overrides, *cell_overrides))[0].hash
+            assert planned.cell.hash == plan_job(compose_cfg(*group.overrides, *cell_overrides)).cells[0].cell.hash
 
 
 def test_a_bad_cell_names_its_job(compose_cfg, npz_file):
@@ -85,7 +86,7 @@ def test_job_overrides_carry_every_cell(compose_cfg, npz_file):
                                 "seed=1,2"))
     plan_groups(groups, lambda o: compose_cfg(*o))
     cfg = compose_cfg(*groups[0].job_overrides())
-    assert [(t.name, t.classes, seed) for t, seed in job_cells(cfg)] == [
+    assert [(t["name"], t["classes"], seed) for t, seed in job_cells(cfg)] == [
         ("all", None, 1), ("all", None, 2), ("short", [0, 1, 2], 1), ("short", [0, 1, 2], 2)]
     single = group_jobs(jobs_of("dataset=features", f"dataset.path={npz_file}", "method=qi"))
     plan_groups(single, lambda o: compose_cfg(*o))

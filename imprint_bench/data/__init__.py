@@ -8,22 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
 #: Dataset kinds that are already features (no backbone involved).
 FEATURE_KINDS = ("features", "synthetic")
 
 #: ``task.unseen_test``: what happens to test rows of classes without training rows (task ``all``).
 UNSEEN_TEST = ("error", "exclude")
 
+#: The splits of every dataset.
+SPLITS = ("train", "test")
 
-def _plain(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
-    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
 
-
-def backbone_label(dataset_cfg: DictConfig | dict[str, Any], backbone_cfg: DictConfig | dict[str, Any]) -> str:
+def backbone_label(dataset: dict[str, Any], backbone: dict[str, Any]) -> str:
     """The results table's backbone column: the backbone name, or the label of precomputed features."""
-    ds = _plain(dataset_cfg)
-    if ds.get("kind") in FEATURE_KINDS:
-        return str(ds.get("backbone", ds.get("kind")))
-    return str(_plain(backbone_cfg).get("name"))
+    if dataset.get("kind") in FEATURE_KINDS:
+        return str(dataset.get("backbone", dataset.get("kind")))
+    return str(backbone.get("name"))

@@ -17,8 +17,6 @@ from PIL import Image
 
 from imprint_bench.data.transforms import Preprocess
 
-SPLITS = ("train", "test")
-
 
 @dataclass
 class ImageArray:

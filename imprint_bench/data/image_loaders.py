@@ -20,8 +20,8 @@ from torchvision import datasets
 from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.datasets.utils import download_and_extract_archive
 
-from imprint_bench.data import imagenet
-from imprint_bench.data.containers import SPLITS, ImageArray, ImageDataset, ImageFiles, ImagePart, ImageSplit
+from imprint_bench.data import SPLITS, imagenet
+from imprint_bench.data.containers import ImageArray, ImageDataset, ImageFiles, ImagePart, ImageSplit
 from imprint_bench.errors import ConfigError
 
 DIGIT_NAMES = [str(digit) for digit in range(10)]

@@ -18,8 +18,8 @@ from typing import Literal
 
 from torchvision import datasets
 
-from imprint_bench.data import image_loaders
-from imprint_bench.data.containers import SPLITS, ImageArray, ImageDataset, ImageFiles, ImagePart, ImageSplit
+from imprint_bench.data import SPLITS, image_loaders
+from imprint_bench.data.containers import ImageArray, ImageDataset, ImageFiles, ImagePart, ImageSplit
 from imprint_bench.data.mappings import resolve_label_map
 from imprint_bench.data.subsets import Subset
 from imprint_bench.errors import ConfigError, check_choice

@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from imprint_bench.data.containers import SPLITS
+from imprint_bench.data import SPLITS
 from imprint_bench.errors import ConfigError
 
 

@@ -1,12 +1,13 @@
-"""AGG: class scores from proxies. ``max`` = max inner product over a class's proxies; ``mnn`` = vote of
-the m nearest proxies under a distance, uniform or inverse-distance weighted. Ties go to the lowest
-class index (``argmax`` returns the first maximum)."""
+"""AGG (registered in ``registry.py``): class scores from proxies. ``max`` = max inner product over a class's
+proxies; ``mnn`` = vote of the m nearest proxies under a distance, uniform or inverse-distance weighted. Ties go to
+the lowest class index (``argmax`` returns the first maximum)."""
 
 from __future__ import annotations
 
 import torch
 
 from imprint_bench.errors import ConfigError
+from imprint_bench.imprint.registry import AGG, DISTANCE, WEIGHTING, resolve_function
 from imprint_bench.imprint.spec import AggSpec
 
 #: Elements of one [chunk, P] score/distance block; bounds peak memory (~256 MB in float32).
@@ -41,21 +42,38 @@ def mahalanobis_whitener(proxies: torch.Tensor) -> torch.Tensor:
     return torch.linalg.cholesky(vi)
 
 
+def cosine_distances(x: torch.Tensor, proxies: torch.Tensor) -> torch.Tensor:
+    """1 − cosine similarity."""
+    xn = torch.nn.functional.normalize(x, dim=1)
+    pn = torch.nn.functional.normalize(proxies, dim=1)
+    return 1.0 - xn @ pn.T
+
+
+def euclidean_distances(x: torch.Tensor, proxies: torch.Tensor) -> torch.Tensor:
+    return torch.cdist(x, proxies, p=2.0)
+
+
+def exact_euclidean_distances(x: torch.Tensor, proxies: torch.Tensor) -> torch.Tensor:
+    """Euclidean without the GEMM expansion (Mahalanobis: whitened coordinates are large, avoid cancellation)."""
+    return torch.cdist(x, proxies, p=2.0, compute_mode="donot_use_mm_for_euclid_dist")
+
+
+def manhattan_distances(x: torch.Tensor, proxies: torch.Tensor) -> torch.Tensor:
+    return torch.cdist(x, proxies, p=1.0)
+
+
+def chebyshev_distances(x: torch.Tensor, proxies: torch.Tensor) -> torch.Tensor:
+    return torch.cdist(x, proxies, p=float("inf"))
+
+
 def distances(x: torch.Tensor, proxies: torch.Tensor, metric: str) -> torch.Tensor:
-    """[N, P] distances of rows of x to proxies (x and proxies already whitened for mahalanobis)."""
-    if metric == "cosine":
-        xn = torch.nn.functional.normalize(x, dim=1)
-        pn = torch.nn.functional.normalize(proxies, dim=1)
-        return 1.0 - xn @ pn.T
-    if metric == "euclidean":
-        return torch.cdist(x, proxies, p=2.0)
-    if metric == "mahalanobis":  # whitened coordinates are large: avoid the GEMM expansion's cancellation
-        return torch.cdist(x, proxies, p=2.0, compute_mode="donot_use_mm_for_euclid_dist")
-    if metric == "manhattan":
-        return torch.cdist(x, proxies, p=1.0)
-    if metric == "chebyshev":
-        return torch.cdist(x, proxies, p=float("inf"))
-    raise ConfigError(f"unknown mnn distance {metric!r}; valid: cosine, euclidean, manhattan, chebyshev, mahalanobis")
+    """[N, P] distances of rows of x to proxies under the registered distance ``metric`` (x and proxies already
+    whitened for mahalanobis)."""
+    stage = DISTANCE.get(metric)
+    if not stage.fn:
+        raise ConfigError(f"{metric} is not an m-NN distance; valid: "
+                          f"{', '.join(d.name for d in DISTANCE if d.fn)}")
+    return stage.function()(x, proxies)
 
 
 def nearest_proxies(
@@ -63,8 +81,9 @@ def nearest_proxies(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Distances and indices [N, m'] of the m' = min(m, P) nearest proxies, nearest first."""
     m = min(m, proxies.shape[0])
-    if metric == "mahalanobis":
-        whiten = mahalanobis_whitener(proxies)
+    stage = DISTANCE.get(metric)
+    if stage.prepare:
+        whiten = resolve_function(stage.prepare)(proxies)
         x = (x.to(torch.float64) @ whiten).to(x.dtype)
         proxies = (proxies.to(torch.float64) @ whiten).to(proxies.dtype)
     dists, idx = [], []
@@ -76,12 +95,22 @@ def nearest_proxies(
     return torch.cat(dists), torch.cat(idx)
 
 
+def uniform_weights(dist: torch.Tensor) -> torch.Tensor:
+    """One vote per neighbour."""
+    return torch.ones_like(dist)
+
+
+def inverse_distance_weights(dist: torch.Tensor) -> torch.Tensor:
+    """Votes weighted by 1/(distance + 1e-10), as the reference."""
+    return 1.0 / (dist + 1e-10)
+
+
 def vote_scores(
     dist: torch.Tensor, idx: torch.Tensor, owner: torch.Tensor, n_classes: int, m: int, weighting: str
 ) -> torch.Tensor:
-    """[N, C] votes of the first m neighbours (uniform, or weighted by 1/(distance + 1e-10))."""
+    """[N, C] votes of the first m neighbours, weighted by the registered ``weighting``."""
     dist, idx = dist[:, :m], idx[:, :m]
-    weights = torch.ones_like(dist) if weighting == "uniform" else 1.0 / (dist + 1e-10)
+    weights = WEIGHTING.get(weighting).function()(dist)
     votes = dist.new_zeros((dist.shape[0], n_classes))
     return votes.scatter_add_(1, owner[idx], weights)
 
@@ -90,7 +119,8 @@ def class_scores(
     x: torch.Tensor, proxies: torch.Tensor, owner: torch.Tensor, n_classes: int, agg: AggSpec
 ) -> torch.Tensor:
     """[N, C] class scores for one (canonical) AGG configuration; argmax gives the prediction."""
-    if agg.name == "max":
-        return max_scores(x, proxies, owner, n_classes)
+    stage = AGG.get(agg.name)
+    if not stage.neighbours:
+        return stage.function()(x, proxies, owner, n_classes)
     dist, idx = nearest_proxies(x, proxies, agg.distance, agg.m)
-    return vote_scores(dist, idx, owner, n_classes, agg.m, agg.weighting)
+    return stage.function()(dist, idx, owner, n_classes, agg.m, agg.weighting)

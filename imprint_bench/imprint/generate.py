@@ -1,32 +1,54 @@
-"""GEN: proxies per class (all, mean, random, kmeans, kmedoids, fps, cov_max, none) and the
-least-squares references (ls, kls) that are solved jointly over a task's classes (spec §4.2)."""
+"""GEN: the functions behind the registered GEN methods (``registry.py``): proxies per class (all, mean, random,
+kmeans, kmedoids, fps, cov_max, none, or an external function) and the least-squares references (ls, kls) that
+are solved jointly over a task's classes (spec §4.2)."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
+from imprint_bench.errors import ConfigError
 from imprint_bench.imprint.cluster import kmeans, kmeans_auto, kmedoids, kmedoids_auto
-from imprint_bench.imprint.spec import GEN_K_AUTO, PER_CLASS_GEN, GenSpec
+from imprint_bench.imprint.registry import GenStage, gen_stage
+from imprint_bench.imprint.spec import GEN_K_AUTO, REFERENCE_SEEDING, GenSpec
 from imprint_bench.rng import derive_seed, generator
 
 
-def _takes_all(x: torch.Tensor, spec: GenSpec) -> bool:
-    """The reference's first rule: ``all``, k=-1, or fewer samples than k → every sample is a proxy (``k=auto``
-    chooses a k below the row count)."""
-    return spec.name == "all" or spec.k == -1 or (spec.k != GEN_K_AUTO and x.shape[0] < spec.k)
+def takes_all(x: torch.Tensor, k: int | str) -> bool:
+    """The reference's first rule: k=-1, or fewer samples than k → every sample is a proxy (``k=auto`` chooses a
+    k below the row count)."""
+    return k == -1 or (k != GEN_K_AUTO and x.shape[0] < k)
 
 
-def random_proxies(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
+def class_seeds(spec: GenSpec, seed: int, labels: list[int]) -> list[int]:
+    """The k-means seed of each class: derived from (seed, "kmeans", label), or with ``gen.seeding=reference`` the
+    run seed itself for every class, as the reference passes it to sklearn."""
+    if spec.seeding == REFERENCE_SEEDING:
+        return [seed] * len(labels)
+    return [derive_seed(seed, "kmeans", label) for label in labels]
+
+
+def all_rows(x: torch.Tensor, k: int, generator: None) -> torch.Tensor:
+    """Every training row is a proxy (``all``; reached through the reference's k = -1 rule)."""
+    return x
+
+
+def mean_proxy(x: torch.Tensor, k: int, generator: None) -> torch.Tensor:
+    """The class mean (Qi et al.)."""
+    return x.mean(0, keepdim=True)
+
+
+def random_proxies(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
     """The first k samples of a random permutation."""
-    return x[torch.randperm(x.shape[0], generator=gen, device=gen.device)[:k].to(x.device)]
+    return x[torch.randperm(x.shape[0], generator=generator, device=generator.device)[:k].to(x.device)]
 
 
-def farthest_point_proxies(x: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:
+def farthest_point_proxies(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
     """Farthest point sampling: random start, then repeatedly the point farthest from those chosen
     (ties to the lowest index)."""
-    start = int(torch.randint(x.shape[0], (1,), generator=gen, device=gen.device))
+    start = int(torch.randint(x.shape[0], (1,), generator=generator, device=generator.device))
     chosen = [start]
     sq_norms = (x * x).sum(1)
 
@@ -41,7 +63,7 @@ def farthest_point_proxies(x: torch.Tensor, k: int, gen: torch.Generator) -> tor
     return x[chosen]
 
 
-def cov_max_proxies(x: torch.Tensor, k: int) -> torch.Tensor:
+def cov_max_proxies(x: torch.Tensor, k: int, generator: None = None) -> torch.Tensor:
     """The k samples with the largest column sums of ``torch.cov(x)`` (rows as variables, as the
     reference computes it), in O(n·d) instead of O(n²·d): column j sums to (Σ_i x̃_i)·x̃_j / (d−1),
     where x̃ is each sample centred on its own feature mean. Ties keep index order."""
@@ -50,55 +72,82 @@ def cov_max_proxies(x: torch.Tensor, k: int) -> torch.Tensor:
     return x[torch.argsort(col_sums, descending=True, stable=True)[:k]]
 
 
-def xavier_proxies(k: int, d: int, gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+def kmedoids_proxies(x: torch.Tensor, k: int | str, generator: None) -> torch.Tensor:
+    """The k medoid samples (alternate, heuristic init: deterministic); ``k=auto`` chooses k per class."""
+    return x[kmedoids_auto(x) if k == GEN_K_AUTO else kmedoids(x, k)]
+
+
+def xavier_proxies(x: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
     """Untrained weights: Xavier-uniform U(±√(6/(k+d))) (GEN ``none``, a random-head baseline)."""
+    d = x.shape[1]
     bound = math.sqrt(6.0 / (k + d))
-    w = torch.rand((k, d), generator=gen, device=gen.device) * 2 * bound - bound
-    return w.to(like.device, like.dtype)
+    w = torch.rand((k, d), generator=generator, device=generator.device) * 2 * bound - bound
+    return w.to(x.device, x.dtype)
+
+
+def kmeans_proxies(xs: list[torch.Tensor], spec: GenSpec, seeds: list[int]) -> list[torch.Tensor]:
+    """k-means centroids of every class at once (batched); with ``k="auto"`` once per candidate k."""
+    if spec.k == GEN_K_AUTO:
+        return kmeans_auto(xs, seeds, spec.backend, spec.kmeans_iters)
+    return kmeans(xs, spec.k, seeds, spec.backend, spec.kmeans_iters)
+
+
+def check_proxies(stage: GenStage, x: torch.Tensor, out: Any) -> torch.Tensor:
+    """An external function's output must be a float tensor [p, d] with p ≥ 1 and the rows' d."""
+    if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] < 1 or out.shape[1] != x.shape[1]:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ConfigError(f"GEN function {stage.name} must return a tensor [p, {x.shape[1]}] (p ≥ 1 proxies of "
+                          f"the class's {x.shape[1]}-dimensional rows); it returned {shape}")
+    return out.to(x.device, x.dtype)
 
 
 def generate_class_proxies(
     xs: list[torch.Tensor], labels: list[int], spec: GenSpec, seed: int
 ) -> list[torch.Tensor]:
-    """Proxies for each class independently (every method in ``PER_CLASS_GEN``).
+    """Proxies for each class independently (every GEN stage with ``scope="class"``).
 
     Randomness for class ``label`` comes from ``(seed, method, label)`` only, so a class gets the
-    same proxies whatever task it appears in and whatever else ran before. k-means runs batched
-    over the classes that need it; with ``k="auto"`` once per candidate k (``cluster.kmeans_auto``).
+    same proxies whatever task it appears in and whatever else ran before. A ``batched`` stage (k-means) gets
+    every class that needs it at once.
     """
-    if spec.name not in PER_CLASS_GEN:
+    stage = gen_stage(spec.name, spec.target)
+    if stage.scope != "class":
         raise ValueError(f"{spec.name} is solved jointly over classes; use generate_task_proxies")
+    fn, args = stage.function(), dict(spec.args)
     out: list[torch.Tensor | None] = [None] * len(xs)
     pending: list[int] = []
     for i, (x, label) in enumerate(zip(xs, labels, strict=True)):
-        if _takes_all(x, spec):
+        if stage.reference_rules and (takes_all(x, spec.k) or (stage.uses_rows and x.shape[0] == 1)):
             out[i] = x
-        elif spec.name == "none":
-            out[i] = xavier_proxies(spec.k, x.shape[1], generator(seed, "none", label), x)
-        elif x.shape[0] == 1:
-            out[i] = x
-        elif spec.name == "mean":
-            out[i] = x.mean(0, keepdim=True)
-        elif spec.name == "random":
-            out[i] = random_proxies(x, spec.k, generator(seed, "random", label, device=x.device))
-        elif spec.name == "fps":
-            out[i] = farthest_point_proxies(x, spec.k, generator(seed, "fps", label, device=x.device))
-        elif spec.name == "cov_max":
-            out[i] = cov_max_proxies(x, spec.k)
-        elif spec.name == "kmedoids":
-            out[i] = x[kmedoids_auto(x) if spec.k == GEN_K_AUTO else kmedoids(x, spec.k)]
-        else:  # kmeans
+        elif stage.batched:
             pending.append(i)
-    if pending:
-        seeds = [derive_seed(seed, "kmeans", labels[i]) for i in pending]
-        sets = [xs[i] for i in pending]
-        if spec.k == GEN_K_AUTO:
-            centers = kmeans_auto(sets, seeds, spec.backend, spec.kmeans_iters)
         else:
-            centers = kmeans(sets, spec.k, seeds, spec.backend, spec.kmeans_iters)
-        for i, c in zip(pending, centers, strict=True):
-            out[i] = c
+            gen = generator(seed, stage.name, label, device=x.device) if stage.seeded else None
+            out[i] = fn(x, spec.k, gen, **args)
+            if stage.external:
+                out[i] = check_proxies(stage, x, out[i])
+    if pending:
+        blocks = fn([xs[i] for i in pending], spec, class_seeds(spec, seed, [labels[i] for i in pending]))
+        for i, block in zip(pending, blocks, strict=True):
+            out[i] = block
     return [o for o in out if o is not None]
+
+
+def probe_external_gen(spec: GenSpec) -> None:
+    """Call an external GEN function once on a small made-up class (before any work), so that a wrong signature
+    or output is a one-line ConfigError instead of a failed row per run."""
+    stage = gen_stage(spec.name, spec.target)
+    x = torch.randn(8, 4, generator=generator(0, "probe"))
+    k = spec.k if isinstance(spec.k, int) and spec.k > 0 else 2
+    try:
+        out = stage.function()(x, k, generator(0, "probe", 0), **dict(spec.args))
+    except TypeError as err:
+        raise ConfigError(f"GEN function {stage.name} cannot be called as fn(x, k, generator"
+                          f"{''.join(f', {a}=...' for a, _ in spec.args)}): {err}") from err
+    except Exception as err:
+        raise ConfigError(f"GEN function {stage.name} failed on a test class of 8 rows × 4 features: "
+                          f"{type(err).__name__}: {err}") from err
+    check_proxies(stage, x, out)
 
 
 def gram_matrix(x: torch.Tensor) -> torch.Tensor:
@@ -129,7 +178,7 @@ def least_squares_weights(groups: list[torch.Tensor], lam: float, gram: torch.Te
     return w.to(groups[0].dtype)
 
 
-def generate_task_proxies(
+def joint_least_squares(
     xs: list[torch.Tensor],
     labels: list[int],
     spec: GenSpec,
@@ -143,8 +192,8 @@ def generate_task_proxies(
     ``grams`` are optional cached per-class XᵀX (pseudo-classes partition a class, so they add up)."""
     if spec.name == "ls" or spec.k == 1:
         return list(torch.split(least_squares_weights(xs, lam, summed(grams) if grams else None), 1))
-    solved = [i for i, x in enumerate(xs) if not _takes_all(x, spec)]
-    seeds = [derive_seed(seed, "kmeans", labels[i]) for i in solved]
+    solved = [i for i, x in enumerate(xs) if not takes_all(x, spec.k)]
+    seeds = class_seeds(spec, seed, [labels[i] for i in solved])
     centers = kmeans([xs[i] for i in solved], spec.k, seeds, spec.backend, spec.kmeans_iters)
     groups: list[torch.Tensor] = []
     for i, c in zip(solved, centers, strict=True):
@@ -159,3 +208,18 @@ def generate_task_proxies(
     for i, w in zip(solved, weights, strict=True):
         out[i] = w
     return out
+
+
+def generate_task_proxies(
+    xs: list[torch.Tensor],
+    labels: list[int],
+    spec: GenSpec,
+    seed: int,
+    lam: float,
+    grams: list[torch.Tensor] | None = None,
+) -> list[torch.Tensor]:
+    """Proxies of a GEN stage solved jointly over the task's classes (``scope="task"``), one block per class."""
+    stage = gen_stage(spec.name, spec.target)
+    if stage.scope != "task":
+        raise ValueError(f"{spec.name} generates each class on its own; use generate_class_proxies")
+    return stage.function()(xs, labels, spec, seed, lam, grams)

@@ -11,11 +11,12 @@ from torch import nn
 
 from imprint_bench.data.base import FeatureSet
 from imprint_bench.data.tasks import make_task
-from imprint_bench.errors import ConfigError, check_choice
+from imprint_bench.errors import ConfigError
 from imprint_bench.imprint.aggregate import class_scores
 from imprint_bench.imprint.normalize import normalize_features
 from imprint_bench.imprint.pipeline import Workspace
-from imprint_bench.imprint.spec import NORM_INF, AggSpec, MethodSpec, resolve_method
+from imprint_bench.imprint.registry import check_norm
+from imprint_bench.imprint.spec import AggSpec, MethodSpec, resolve_method
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -168,7 +169,7 @@ def _checked_head(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict
     if counts is None or counts.numel() != len(names) or bool((counts == 0).any()):
         raise bad(f"owner must assign every proxy to one of the {len(names)} classes of class_names, each class "
                   f"having a proxy (owner values {int(owner.min())}..{int(owner.max())})")
-    check_choice("NORMinf", meta["norm_inf"], NORM_INF)
+    check_norm("inf", meta["norm_inf"])
     if not isinstance(agg_fields, dict) or set(agg_fields) - set(AggSpec.__dataclass_fields__):
         raise bad(f"agg must have the fields {', '.join(AggSpec.__dataclass_fields__)}, got {agg_fields!r}")
     agg = AggSpec(**agg_fields)

@@ -1,30 +1,36 @@
-"""NORM stages: NORMpre / NORMinf (none, l2, cl2n) on features and NORMpost (none, l2, quantile) on proxies."""
+"""NORM stages (registered in ``registry.py``): NORMpre / NORMinf (none, l2, cl2n) on features and NORMpost (none, l2,
+quantile) on proxies."""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from imprint_bench.errors import check_choice
-from imprint_bench.imprint.spec import NORM_POST, NORM_PRE
+from imprint_bench.imprint.registry import check_norm
+
+
+def identity_features(x: torch.Tensor, center: torch.Tensor | None = None) -> torch.Tensor:
+    """``none``: unchanged."""
+    return x
+
+
+def l2_features(x: torch.Tensor, center: torch.Tensor | None = None) -> torch.Tensor:
+    """``l2``: x / max(‖x‖₂, 1e-12). (The reference's NORMpre divides with no epsilon, turning zero rows into NaN;
+    we keep them zero. Deliberate difference.)"""
+    return F.normalize(x, p=2, dim=1, eps=1e-12)
+
+
+def cl2n_features(x: torch.Tensor, center: torch.Tensor | None = None) -> torch.Tensor:
+    """``cl2n``: subtract ``center`` (the task's train mean, SimpleShot), then L2."""
+    if center is None:
+        raise ValueError("cl2n needs the task's train mean as `center`")
+    return F.normalize(x - center, p=2, dim=1, eps=1e-12)
 
 
 def normalize_features(x: torch.Tensor, kind: str, center: torch.Tensor | None = None) -> torch.Tensor:
-    """Normalise rows of ``x``.
-
-    - ``none``: unchanged.
-    - ``l2``: x / max(‖x‖₂, 1e-12). (The reference's NORMpre divides with no epsilon, turning zero
-      rows into NaN; we keep them zero. Deliberate difference.)
-    - ``cl2n``: subtract ``center`` (the task's train mean, SimpleShot) then L2.
-    """
-    check_choice("feature normalisation", kind, NORM_PRE)
-    if kind == "none":
-        return x
-    if kind == "cl2n":
-        if center is None:
-            raise ValueError("cl2n needs the task's train mean as `center`")
-        x = x - center
-    return F.normalize(x, p=2, dim=1, eps=1e-12)
+    """NORMpre / NORMinf: the registered NORM kind ``kind`` on the rows of ``x`` (``center``: the task's train
+    mean)."""
+    return check_norm("inf", kind).feature_fn()(x, center)
 
 
 class WeightedSortedValues:
@@ -108,11 +114,16 @@ def quantile_normalize_classes(proxies: list[torch.Tensor]) -> list[torch.Tensor
     return out
 
 
+def identity_proxies(proxies: list[torch.Tensor]) -> list[torch.Tensor]:
+    """``none``: unchanged."""
+    return list(proxies)
+
+
+def l2_proxies(proxies: list[torch.Tensor]) -> list[torch.Tensor]:
+    """``l2``: every proxy scaled to unit L2 norm."""
+    return [F.normalize(p, p=2, dim=1, eps=1e-12) for p in proxies]
+
+
 def normalize_proxies(proxies: list[torch.Tensor], kind: str) -> list[torch.Tensor]:
-    """NORMpost on per-class proxy blocks, in task order."""
-    check_choice("NORMpost", kind, NORM_POST)
-    if kind == "none":
-        return list(proxies)
-    if kind == "l2":
-        return [F.normalize(p, p=2, dim=1, eps=1e-12) for p in proxies]
-    return quantile_normalize_classes(proxies)
+    """NORMpost: the registered NORM kind ``kind`` on per-class proxy blocks, in task order."""
+    return check_norm("post", kind).proxy_fn()(proxies)

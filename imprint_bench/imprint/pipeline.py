@@ -17,16 +17,18 @@ from typing import Any
 import torch
 
 from imprint_bench.data.tasks import Task
-from imprint_bench.imprint.aggregate import max_scores, nearest_proxies, vote_scores
+from imprint_bench.imprint.aggregate import nearest_proxies
 from imprint_bench.imprint.generate import generate_class_proxies, generate_task_proxies, gram_matrix
 from imprint_bench.imprint.metrics import classification_metrics
 from imprint_bench.imprint.normalize import normalize_features, normalize_proxies
-from imprint_bench.imprint.spec import JOINT_GEN, PER_CLASS_GEN, SEEDED_GEN, MethodSpec
+from imprint_bench.imprint.registry import AGG, NORM, gen_stage
+from imprint_bench.imprint.spec import MethodSpec
 
 
 def _joint_block_sizes(spec: MethodSpec, xs: list[torch.Tensor]) -> list[int]:
     """Rows per class of a jointly solved (ls/kls) proxy matrix: k, or all samples when n < k or k = -1."""
-    k = spec.gen.k if spec.gen.name == "kls" else 1
+    stage = gen_stage(spec.gen.name, spec.gen.target)
+    k = stage.fixed_k if stage.fixed_k is not None else spec.gen.k
     return [int(x.shape[0]) if (k == -1 or x.shape[0] < k) else k for x in xs]
 
 
@@ -104,13 +106,20 @@ class Workspace:
             self._test[norm_inf, split] = normalize_features(x, norm_inf, self._center)
         return self._test[norm_inf, split]
 
+    def ridge(self, spec: MethodSpec) -> float:
+        """The ridge λ of ls/kls: the spec's (planning writes the effective one into it), else the workspace's."""
+        return spec.gen.lam if spec.gen.lam is not None else self.lam
+
     def _gen_key(self, spec: MethodSpec) -> tuple:
+        """What a GEN result depends on, as its registry entry declares it."""
         gen = spec.gen
+        stage = gen_stage(gen.name, gen.target)
         # few-shot samples and validation splits depend on the seed, so then every method's proxies do
-        seed = self.seed if gen.name in SEEDED_GEN or self.task.seed_drawn else None
-        # cl2n centres on the task mean, so its data (and proxies) depend on the task's classes
-        scope = tuple(self.task.labels) if spec.norm_pre == "cl2n" or gen.name not in PER_CLASS_GEN else None
-        lam = (gen.lam if gen.lam is not None else self.lam) if gen.name in JOINT_GEN else None
+        seed = self.seed if stage.seeded or self.task.seed_drawn else None
+        # cl2n centres on the task mean, so its data (and proxies) depend on the task's classes; so do joint methods
+        task_scoped = NORM.get(spec.norm_pre).task_scoped or stage.scope == "task"
+        scope = tuple(self.task.labels) if task_scoped else None
+        lam = self.ridge(spec) if stage.lam else None
         return (self.feature_key, spec.norm_pre, astuple(gen), seed, self.task.shots, self.task.holdout, scope, lam)
 
     def proxies(self, spec: MethodSpec) -> tuple[list[torch.Tensor], float]:
@@ -118,12 +127,11 @@ class Workspace:
         key = self._gen_key(spec)
         xs = self.train_normed(spec.norm_pre)
         labels = self.task.labels
-        if spec.gen.name not in PER_CLASS_GEN:
+        if gen_stage(spec.gen.name, spec.gen.target).scope == "task":
             hit = self.proxy_cache.get((*key, "task"))
             if hit is None:
-                lam = spec.gen.lam if spec.gen.lam is not None else self.lam
                 start = time.perf_counter()
-                blocks = generate_task_proxies(xs, labels, spec.gen, self.seed, lam, self._grams(spec, xs))
+                blocks = generate_task_proxies(xs, labels, spec.gen, self.seed, self.ridge(spec), self._grams(spec, xs))
                 hit = (torch.cat(blocks), time.perf_counter() - start)
                 self.proxy_cache.put((*key, "task"), *hit)
             return list(torch.split(hit[0], _joint_block_sizes(spec, xs))), hit[1]
@@ -141,7 +149,7 @@ class Workspace:
     def _grams(self, spec: MethodSpec, xs: list[torch.Tensor]) -> list[torch.Tensor]:
         """Per-class XᵀX of the NORMpre'd data, cached like proxies (shared by ls/kls across tasks and seeds)."""
         sample_seed = self.seed if self.task.seed_drawn else None  # few-shot / validation rows depend on the seed
-        scope = tuple(self.task.labels) if spec.norm_pre == "cl2n" else None  # cl2n centres on the task mean
+        scope = tuple(self.task.labels) if NORM.get(spec.norm_pre).task_scoped else None  # cl2n: the task mean
         base = (self.feature_key, spec.norm_pre, self.task.shots, self.task.holdout, sample_seed, scope, "gram")
         grams = []
         for label, x in zip(self.task.labels, xs, strict=True):
@@ -191,8 +199,9 @@ class Workspace:
                  m_needed: int | None) -> torch.Tensor:
         """Predicted classes of the ``split`` rows (test or val) by AGG."""
         x = self.test_normed(spec.norm_inf, split)
-        if spec.agg.name == "max":
-            scores = max_scores(x, proxies, owner, self.task.n_classes)
+        stage = AGG.get(spec.agg.name)
+        if not stage.neighbours:
+            scores = stage.function()(x, proxies, owner, self.task.n_classes)
         else:
             key = (self._gen_key(spec), spec.norm_post, spec.norm_inf, spec.agg.distance, split)
             m = max(spec.agg.m, m_needed or 0)
@@ -200,5 +209,6 @@ class Workspace:
             if cached is None or cached[1].shape[1] < min(m, proxies.shape[0]):
                 cached = nearest_proxies(x, proxies, spec.agg.distance, m)
                 self._neighbors[key] = cached
-            scores = vote_scores(cached[0], cached[1], owner, self.task.n_classes, spec.agg.m, spec.agg.weighting)
+            scores = stage.function()(cached[0], cached[1], owner, self.task.n_classes, spec.agg.m,
+                                      spec.agg.weighting)
         return scores.argmax(1)

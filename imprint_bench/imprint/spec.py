@@ -6,148 +6,100 @@ the same computation share one hash, and validation rejects meaningless ones wit
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import asdict, dataclass, field, replace
-from enum import StrEnum
 from typing import Any
 
 from imprint_bench.errors import ConfigError, check_choice
+from imprint_bench.imprint.registry import AGG, DISTANCE, GEN, WEIGHTING, check_norm, gen_stage
 
-
-class FeatureNorm(StrEnum):
-    """NORMpre and NORMinf: how features are normalised before GEN and at inference."""
-
-    none = "none"
-    l2 = "l2"
-    cl2n = "cl2n"
-
-
-class ProxyNorm(StrEnum):
-    """NORMpost: how proxies are normalised after GEN."""
-
-    none = "none"
-    l2 = "l2"
-    quantile = "quantile"
-
-
-class GenMethod(StrEnum):
-    """GEN: how proxies are generated."""
-
-    all = "all"
-    mean = "mean"
-    random = "random"
-    kmeans = "kmeans"
-    kmedoids = "kmedoids"
-    fps = "fps"
-    cov_max = "cov_max"
-    none = "none"
-    ls = "ls"
-    kls = "kls"
-
-
-class KmeansBackend(StrEnum):
-    """Who runs k-means (auto: batched torch for small classes, faiss for large ones on the CPU)."""
-
-    auto = "auto"
-    torch = "torch"
-    faiss = "faiss"
-    sklearn = "sklearn"
-
-
-class AggMethod(StrEnum):
-    """AGG: max over a class's proxies, or an m-nearest-neighbour vote."""
-
-    max = "max"
-    mnn = "mnn"
-
-
-class Distance(StrEnum):
-    """The distance of AGG (inner_product means the max rule)."""
-
-    inner_product = "inner_product"
-    cosine = "cosine"
-    euclidean = "euclidean"
-    manhattan = "manhattan"
-    chebyshev = "chebyshev"
-    mahalanobis = "mahalanobis"
-
-
-class Weighting(StrEnum):
-    """How m-NN votes are weighted."""
-
-    uniform = "uniform"
-    distance = "distance"
-
-
-# The stage names, one enumeration each: the config schemas (imprint_bench/config_schema.py) type their fields
-# with them, so that Hydra rejects a wrong name at compose time; the engine and the grid validate with them.
-NORM_PRE = tuple(FeatureNorm)
-NORM_POST = tuple(ProxyNorm)
-NORM_INF = tuple(FeatureNorm)
-GEN_METHODS = tuple(GenMethod)
-KMEANS_BACKENDS = tuple(KmeansBackend)
-AGG_METHODS = tuple(AggMethod)
-DISTANCES = tuple(Distance)
-WEIGHTINGS = tuple(Weighting)
-
-#: Methods whose proxies for one class depend only on that class's samples (cacheable per class).
-PER_CLASS_GEN = ("all", "mean", "random", "kmeans", "kmedoids", "fps", "cov_max", "none")
-#: Methods whose result depends on the run seed.
-SEEDED_GEN = ("random", "kmeans", "fps", "none", "kls")
-#: Methods solved jointly over a task's classes (least squares), with a ridge λ.
-JOINT_GEN = ("ls", "kls")
-#: Methods that use a k-means backend.
-KMEANS_GEN = ("kmeans", "kls")
+#: ``gen.backend``: who runs k-means (auto: batched torch for small classes, faiss for large ones on the CPU).
+KMEANS_BACKENDS = ("auto", "torch", "faiss", "sklearn")
+#: ``gen.seeding``: each class's k-means seed derived from (seed, "kmeans", class), or the run seed for every
+#: class as the reference passes it to sklearn (``reference``, with ``gen.backend=sklearn``).
+DERIVED_SEEDING = "derived"
+REFERENCE_SEEDING = "reference"
+SEEDINGS = (DERIVED_SEEDING, REFERENCE_SEEDING)
 #: The gen.k value that chooses k per class from the class's own training points (``gen.k=auto``).
 GEN_K_AUTO = "auto"
 #: k = 0 in results: chosen per class by gen.k=auto (the ``k`` column is an integer; ``proxies_per_class`` holds
 #: the k chosen for each class).
 K_AUTO = 0
-#: Methods whose k can be chosen per class by a clustering criterion (gen.k=auto); why the others cannot.
-AUTO_K_GEN = ("kmeans", "kmedoids")
-_NO_AUTO_K = {
-    "mean": "has exactly one proxy per class",
-    "ls": "has exactly one proxy per class",
-    "all": "keeps every sample",
-    "random": "has no fit criterion to choose k by",
-    "fps": "has no fit criterion to choose k by",
-    "cov_max": "has no fit criterion to choose k by",
-    "none": "has no fit criterion to choose k by",
-    "kls": "does not support it (its k-means pseudo-classes are solved jointly over the task)",
-}
 #: The backend field of canonical specs whose GEN does not cluster (its value is irrelevant; it keeps the value
 #: it had before ``auto`` became the default, so that the run hashes of those configurations stay valid).
 UNUSED_BACKEND = "faiss"
 
 
+def _plain_value(value: Any) -> Any:
+    """A hashable form of an argument value (lists become tuples, mappings sorted tuples of items)."""
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), _plain_value(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(_plain_value(v) for v in value)
+    return value
+
+
 @dataclass(frozen=True)
 class GenSpec:
     """GEN: how proxies are generated per class. ``k=-1`` means every sample is a proxy; ``k="auto"`` (kmeans,
-    kmedoids) chooses k per class by a criterion on the class's own points (``cluster.choose_k``)."""
+    kmedoids) chooses k per class by a criterion on the class's own points (``cluster.choose_k``). ``target`` and
+    ``args`` name an external function and its keyword arguments (``gen=custom gen._target_=module.fn``)."""
 
     name: str = "mean"
     k: int | str = 1
     backend: str = "auto"
     lam: float | None = None  # ridge λ for ls/kls; None = the backbone's table value
     kmeans_iters: int = 300
+    seeding: str = DERIVED_SEEDING
+    target: str | None = None
+    args: tuple[tuple[str, Any], ...] = ()
 
     def validate(self) -> None:
-        check_choice("GEN method", self.name, GEN_METHODS)
-        check_choice("k-means backend", self.backend, KMEANS_BACKENDS)
+        stage = gen_stage(self.name, self.target)
+        check_choice("k-means backend (gen.backend)", self.backend, KMEANS_BACKENDS)
+        check_choice("k-means seeding (gen.seeding)", self.seeding, SEEDINGS)
+        if self.seeding == REFERENCE_SEEDING and (not stage.kmeans or self.backend != "sklearn"):
+            raise ConfigError(f"gen.seeding=reference reproduces the reference's sklearn k-means run by run: it needs "
+                              f"gen.backend=sklearn and a k-means GEN (kmeans, kls); got gen.name={self.name}, "
+                              f"gen.backend={self.backend}")
         if self.k == GEN_K_AUTO:
-            if self.name not in AUTO_K_GEN:
-                raise ConfigError(
-                    f"gen.k=auto chooses k per class by a clustering criterion, valid with gen.name "
-                    f"{' or '.join(AUTO_K_GEN)}; gen.name={self.name} {_NO_AUTO_K[self.name]}: give an integer k"
-                )
-        elif not isinstance(self.k, int) or self.k == 0 or self.k < -1:
-            raise ConfigError(
-                f"gen.k must be a positive integer or -1 (all samples) or auto (chosen per class; "
-                f"{', '.join(AUTO_K_GEN)}), got {self.k!r}"
-            )
-        if self.lam is not None and self.lam < 0:
-            raise ConfigError(f"gen.lam must be >= 0 (or null for the backbone's value), got {self.lam!r}")
-        if self.kmeans_iters < 1:
-            raise ConfigError(f"gen.kmeans_iters must be >= 1, got {self.kmeans_iters!r}")
+            if not stage.auto_k:
+                valid = " or ".join(s.name for s in GEN if s.auto_k)
+                raise ConfigError(f"gen.k=auto chooses k per class by a clustering criterion, valid with gen.name "
+                                  f"{valid}; gen.name={self.name} {stage.no_auto_k}: give an integer k")
+        elif isinstance(self.k, bool) or not isinstance(self.k, int) or self.k == 0 or self.k < -1:
+            valid = ", ".join(s.name for s in GEN if s.auto_k)
+            raise ConfigError(f"gen.k must be a positive integer or -1 (all samples) or auto (chosen per class; "
+                              f"{valid}), got {self.k!r}")
+        if self.lam is not None and (isinstance(self.lam, bool) or not isinstance(self.lam, int | float)
+                                     or not math.isfinite(self.lam) or self.lam < 0):
+            raise ConfigError(f"gen.lam must be a finite number >= 0 (or null for the backbone's value), "
+                              f"got {self.lam!r}")
+        if isinstance(self.kmeans_iters, bool) or not isinstance(self.kmeans_iters, int) or self.kmeans_iters < 1:
+            raise ConfigError(f"gen.kmeans_iters must be an integer >= 1, got {self.kmeans_iters!r}")
+        if self.args and not stage.external:
+            raise ConfigError(f"unknown gen keys {sorted(a for a, _ in self.args)} for gen.name={self.name}")
+
+    @property
+    def label(self) -> str:
+        """The GEN column of results: the method's name, or an external function's dotted name."""
+        return self.target or self.name
+
+    def args_text(self) -> str:
+        """An external function's arguments as JSON (results column ``gen_args``); empty for built-ins."""
+        return json.dumps(dict(self.args), sort_keys=True, default=str) if self.args else ""
+
+    def identity(self) -> dict[str, Any]:
+        """What the run hash covers: every field, the later-added ones only when set (so that the hashes of runs
+        made before they existed stay valid)."""
+        out = asdict(self)
+        for key, unset in (("seeding", DERIVED_SEEDING), ("target", None), ("args", ())):
+            if out[key] == unset:
+                del out[key]
+        if "args" in out:
+            out["args"] = {k: v for k, v in self.args}
+        return out
 
 
 @dataclass(frozen=True)
@@ -160,17 +112,16 @@ class AggSpec:
     weighting: str = "uniform"
 
     def validate(self) -> None:
-        check_choice("AGG method", self.name, AGG_METHODS)
-        check_choice("AGG distance", self.distance, DISTANCES)
-        check_choice("AGG weighting", self.weighting, WEIGHTINGS)
-        if self.name == "mnn":
-            if not isinstance(self.m, int) or self.m < 1:
-                raise ConfigError(f"agg.m must be an integer >= 1 for mnn, got {self.m!r}")
+        stage = AGG.get(self.name)
+        DISTANCE.get(self.distance)
+        WEIGHTING.get(self.weighting)
+        if stage.neighbours:
+            if isinstance(self.m, bool) or not isinstance(self.m, int) or self.m < 1:
+                raise ConfigError(f"agg.m must be an integer >= 1 for {self.name}, got {self.m!r}")
             if self.distance == "inner_product":
-                raise ConfigError(
-                    "agg=mnn needs a distance: one of cosine, euclidean, manhattan, chebyshev, mahalanobis "
-                    "(inner_product is only meaningful with agg=max)"
-                )
+                valid = ", ".join(n for n in DISTANCE.names() if n != "inner_product")
+                raise ConfigError(f"agg={self.name} needs a distance: one of {valid} (inner_product is only "
+                                  "meaningful with agg=max)")
 
 
 @dataclass(frozen=True)
@@ -184,9 +135,9 @@ class MethodSpec:
     agg: AggSpec = field(default_factory=AggSpec)
 
     def validate(self) -> None:
-        check_choice("NORMpre", self.norm_pre, NORM_PRE)
-        check_choice("NORMpost", self.norm_post, NORM_POST)
-        check_choice("NORMinf", self.norm_inf, NORM_INF)
+        check_norm("pre", self.norm_pre)
+        check_norm("post", self.norm_post)
+        check_norm("inf", self.norm_inf)
         self.gen.validate()
         self.agg.validate()
         if self.norm_pre != "none" and self.norm_pre != self.norm_inf:
@@ -197,43 +148,46 @@ class MethodSpec:
             )
 
     def canonical(self, shots: int = -1) -> MethodSpec:
-        """Apply the reference's pruning rules so equivalent configurations compare (and hash) equal.
+        """Apply the reference's pruning rules so equivalent configurations compare (and hash) equal; what a
+        GEN method declares in its registry entry decides (``registry.GenStage``).
 
         - max aggregation: distance inner_product uses the max rule; any other distance means 1-NN by
           that distance (reference behaviour), so it becomes ``mnn`` with m=1.
         - mnn with m=1: weighting cannot matter, so it is fixed to ``uniform``.
-        - mean and ls have exactly one proxy (k=1); all has k=-1; kls with k=1 is ls; any other
-          method with k=-1 keeps every sample, i.e. is ``all``.
-        - k-means backend and iterations only matter for kmeans/kls; λ only for ls/kls.
+        - a method with a fixed k gets it (mean and ls: 1; all: -1); kls with k=1 is ls (``k1_is``); any other
+          built-in method with k=-1 keeps every sample, i.e. is ``all``.
+        - k-means backend, iterations and seeding only matter for methods that cluster; λ only for ls/kls.
         - few-shot: with n shots per class and k > n, k becomes n (spec rule 11), before the rules above;
-          ``k="auto"`` stays (its choice is bounded by each class's rows).
+          ``k="auto"`` stays (its choice is bounded by each class's rows). External functions keep their k.
         """
         gen, agg = self.gen, self.agg
-        if agg.name == "max":
+        if not AGG.get(agg.name).neighbours:
             agg = AggSpec("mnn", 1, agg.distance, "uniform") if agg.distance != "inner_product" else AggSpec()
         if agg.name == "mnn" and agg.m == 1:
             agg = replace(agg, weighting="uniform")
+        stage = gen_stage(gen.name, gen.target)
         name, k = gen.name, gen.k
-        if shots > 0 and k != GEN_K_AUTO and k > shots:
+        if stage.reference_rules and shots > 0 and k != GEN_K_AUTO and k > shots:
             k = shots
-        if name == "kls" and k == 1:
-            name = "ls"
-        if k == -1 and name not in ("mean", "ls"):  # k = -1 returns every sample (spec §4.2 rule 1)
-            name = "all"
-        if name in ("mean", "ls"):
-            k = 1
-        elif name == "all":
-            k = -1
-        backend = gen.backend if name in KMEANS_GEN else UNUSED_BACKEND
-        iters = gen.kmeans_iters if name in KMEANS_GEN else GenSpec.kmeans_iters
-        lam = gen.lam if name in JOINT_GEN else None
-        return replace(self, gen=GenSpec(name, k, backend, lam, iters), agg=agg)
+        if stage.k1_is and k == 1:
+            name, stage = stage.k1_is, GEN.get(stage.k1_is)
+        if k == -1 and stage.reference_rules and stage.fixed_k is None:  # every sample (spec §4.2 rule 1)
+            name, stage = "all", GEN.get("all")
+        if stage.fixed_k is not None:
+            k = stage.fixed_k
+        return replace(self, agg=agg, gen=replace(
+            gen, name=name, k=k,
+            backend=gen.backend if stage.kmeans else UNUSED_BACKEND,
+            kmeans_iters=gen.kmeans_iters if stage.kmeans else GenSpec.kmeans_iters,
+            seeding=gen.seeding if stage.kmeans else DERIVED_SEEDING,
+            lam=gen.lam if stage.lam else None))
 
     def to_flat(self) -> dict[str, Any]:
         """Flat dict with the results-table column names (``k="auto"`` is written as ``K_AUTO``)."""
         return {
             "norm_pre": self.norm_pre,
-            "gen": self.gen.name,
+            "gen": self.gen.label,
+            "gen_args": self.gen.args_text(),
             "k": K_AUTO if self.gen.k == GEN_K_AUTO else self.gen.k,
             "norm_post": self.norm_post,
             "norm_inf": self.norm_inf,
@@ -243,41 +197,45 @@ class MethodSpec:
             "weighting": self.agg.weighting,
             "kmeans_backend": self.gen.backend,
             "kmeans_iters": self.gen.kmeans_iters,
+            "seeding": self.gen.seeding,
             "lam": self.gen.lam,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> MethodSpec:
-        """Build from a nested mapping ``{norm: {pre, post, inf}, gen: {...}, agg: {...}}``."""
+        """Build from a nested mapping ``{norm: {pre, post, inf}, gen: {...}, agg: {...}}``. A ``gen`` node with
+        ``_target_`` names an external function; its other keys beyond GenSpec's fields are its arguments."""
         norm = dict(d.get("norm") or {})
         gen = dict(d.get("gen") or {})
         agg = dict(d.get("agg") or {})
         unknown = set(d) - {"norm", "gen", "agg", "name"}
         if unknown:
             raise ConfigError(f"unknown method keys {sorted(unknown)}; valid: norm, gen, agg")
-        for what, given, allowed in (
-            ("norm", norm, {"pre", "post", "inf"}),
-            ("gen", gen, set(GenSpec.__dataclass_fields__)),
-            ("agg", agg, set(AggSpec.__dataclass_fields__)),
-        ):
+        gen_fields = set(GenSpec.__dataclass_fields__) - {"target", "args"}
+        target = gen.pop("_target_", None) or gen.pop("target", None)  # a config node, or to_dict()'s form
+        args = dict(gen.pop("args", None) or {})
+        if target:
+            args.update({key: gen.pop(key) for key in sorted(set(gen) - gen_fields)})
+        for what, given, allowed in (("norm", norm, {"pre", "post", "inf"}), ("gen", gen, gen_fields),
+                                     ("agg", agg, set(AggSpec.__dataclass_fields__))):
             extra = set(given) - allowed
             if extra:
                 raise ConfigError(f"unknown {what} keys {sorted(extra)}; valid: {sorted(allowed)}")
         return cls(
             norm_pre=norm.get("pre", "l2"),
-            gen=GenSpec(**gen),
+            gen=GenSpec(**gen, target=target, args=_plain_value(args)),
             norm_post=norm.get("post", "l2"),
             norm_inf=norm.get("inf", "l2"),
             agg=AggSpec(**agg),
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """The nested form the run hash covers."""
         return {
             "norm": {"pre": self.norm_pre, "post": self.norm_post, "inf": self.norm_inf},
-            "gen": asdict(self.gen),
+            "gen": self.gen.identity(),
             "agg": asdict(self.agg),
         }
-
 
 
 #: The five rows of the paper's Table 1 (README of DATEXIS/IMPRINT), exactly.
@@ -305,8 +263,8 @@ def preset_name(spec: MethodSpec, shots: int = -1) -> str:
     canon = spec.canonical(shots)
     for name, preset in PRESETS.items():
         p = preset.canonical(shots)
-        if replace(canon, gen=replace(canon.gen, backend="auto", kmeans_iters=300, lam=None)) == replace(
-            p, gen=replace(p.gen, backend="auto", lam=None)
-        ):
+        if replace(canon, gen=replace(canon.gen, backend="auto", kmeans_iters=300, lam=None,
+                                      seeding=DERIVED_SEEDING)) == replace(p, gen=replace(p.gen, backend="auto",
+                                                                                         lam=None)):
             return name
     return "custom"

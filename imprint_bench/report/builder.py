@@ -28,9 +28,10 @@ from imprint_bench.report.sections.curves import write_d_in_1, write_few_shot, w
 from imprint_bench.report.sections.methods import write_aggregation, write_breakdown, write_ranks, write_table1
 from imprint_bench.report.sections.overview import write_intro, write_notes, write_runs
 from imprint_bench.report.sections.selection import write_model_selection
+from imprint_bench.tracking import Tracker, make_tracker
 
 if TYPE_CHECKING:
-    from imprint_bench.tracking import Tracker
+    from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 PAPER_CHOICES = ("auto", "yes", "no")
@@ -131,3 +132,15 @@ def _log_to_tracker(ctx: ReportContext, tracker: Tracker, md: Path) -> None:
             if ctx.strict:
                 raise
             log.warning("tracker failed to log %s: %s", what, exc)
+
+
+def log_collected(cfg: DictConfig, table: pd.DataFrame, report_dir: Path) -> None:
+    """With a tracker: one collect run holding the merged table, the report's summary, tables and figures."""
+    if cfg.tracker.name == "none" or table.empty:
+        return
+    tracker = make_tracker(cfg, "collect")
+    try:
+        tracker.log_table("results", table)
+        build_report(table, report_dir, tracker=tracker)
+    finally:
+        tracker.finish()

@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 
 from imprint_bench.errors import ConfigError
-from imprint_bench.imprint.spec import PRESETS, FeatureNorm, GenMethod, ProxyNorm
-from imprint_bench.schema import REQUIRED_COLUMNS, conform, dedupe_runs, missing_required
+from imprint_bench.imprint.registry import agg_label, config_text, gen_label, stage_label
+from imprint_bench.imprint.spec import PRESETS
+from imprint_bench.schema import REQUIRED_COLUMNS, STAGE_COLUMNS, conform, dedupe_runs, missing_required
 
 #: A group / voter / block of the rank statistics.
 GROUP_COLS = ["backbone", "dataset", "mapping", "task"]
-#: The stage columns that identify one configuration (plus the few-shot value).
-CONFIG_COLS = ["norm_pre", "gen", "k", "norm_post", "norm_inf", "agg", "m", "distance", "weighting", "shots",
-               "kmeans_backend", "kmeans_iters", "lam"]
+#: The stage columns that identify one configuration (the schema's, plus the few-shot value).
+CONFIG_COLS = [*STAGE_COLUMNS, "shots"]
 PRESET_ORDER = list(PRESETS)  # qi, hosoda, janson, ours, oracle
 
 _D_IN_1 = re.compile(r"^(?:map)?(\d+)(?:_in_1)?-(\d+)$")
@@ -104,67 +104,21 @@ def is_d_in_1(series: pd.Series) -> pd.Series:
 
 
 # ----------------------------------------------------------------------------------------------- labels
-#: Display names, keyed by the stage enumerations of the engine (a new stage name must get one here).
-_NORM = {FeatureNorm.none: "none", FeatureNorm.l2: "L2", ProxyNorm.quantile: "quantile", FeatureNorm.cl2n: "CL2N"}
-_GEN = {
-    GenMethod.mean: "mean",
-    GenMethod.all: "all",
-    GenMethod.ls: "least squares",
-    GenMethod.kls: "k-LS",
-    GenMethod.kmeans: "k-means",
-    GenMethod.kmedoids: "k-medoids",
-    GenMethod.random: "k-random",
-    GenMethod.fps: "k-fps",
-    GenMethod.cov_max: "k-cov-max",
-    GenMethod.none: "random init",
-}
-
-
 def norm_label(value: str) -> str:
-    return _NORM.get(value, value)
+    """A NORM kind's display label (its registry entry's), e.g. ``L2``."""
+    return stage_label("norm_pre", value)
 
 
 def gen_name(gen: str) -> str:
-    """The GEN method's name, e.g. ``k-means``."""
-    return _GEN.get(gen, gen)
-
-
-def k_text(k: int) -> str:
-    """k as shown: ``all`` for −1 (every sample), ``auto`` for 0 (``gen.k=auto``: chosen per class), else the number."""
-    return {-1: "all", 0: "auto"}.get(int(k), str(int(k)))
-
-
-def gen_label(gen: str, k: int) -> str:
-    """E.g. ``mean``, ``all``, ``k-means (k=20)``, ``k-means (k=auto)``."""
-    if gen in ("mean", "all", "ls"):
-        return gen_name(gen)
-    return f"{gen_name(gen)} (k={k_text(k)})"
-
-
-def agg_label(agg: str, m: int, distance: str, weighting: str) -> str:
-    """E.g. ``max``, ``1-NN (euclidean)``, ``5-NN (cosine, distance-weighted)``."""
-    if agg == "max" and distance in ("inner_product", ""):
-        return "max"
-    if agg == "max":
-        return f"1-NN ({distance})"
-    w = ", distance-weighted" if weighting == "distance" and m != 1 else ""
-    return f"{m}-NN ({distance}{w})"
-
-
-def config_label(row: pd.Series | dict) -> str:
-    """Short name of a custom configuration: ``L2/k-means(k=5)/L2/L2/max`` (+ ``@n=10`` for few-shot)."""
-    gen = gen_label(row["gen"], int(row["k"])).replace(" (", "(")
-    agg = agg_label(row["agg"], int(row["m"]), row["distance"], row["weighting"])
-    norms = [norm_label(row[c]) for c in ("norm_pre", "norm_post", "norm_inf")]
-    label = f"{norms[0]}/{gen}/{norms[1]}/{norms[2]}/{agg}"
-    return label + (f"@n={int(row['shots'])}" if int(row["shots"]) > 0 else "")
+    """The GEN method's display label (its registry entry's), e.g. ``k-means``; an external one's dotted name."""
+    return stage_label("gen", gen)
 
 
 def stage_columns(row: pd.Series | dict) -> dict[str, str]:
     """The Table-1 descriptive columns of a configuration."""
     return {
         "NORMpre": norm_label(row["norm_pre"]),
-        "GEN": gen_label(row["gen"], int(row["k"])),
+        "GEN": gen_label(row["gen"], int(row["k"]), str(row.get("gen_args") or "")),
         "NORMpost": norm_label(row["norm_post"]),
         "NORMinf": norm_label(row["norm_inf"]),
         "AGG": agg_label(row["agg"], int(row["m"]), row["distance"], row["weighting"]),
@@ -185,7 +139,7 @@ def add_config_labels(df: pd.DataFrame) -> pd.DataFrame:
     for _, row in configs.iterrows():
         key = tuple(row[c] for c in CONFIG_COLS)
         method = method_mode.loc[key] if key in method_mode.index else "custom"
-        base = method if method in PRESETS else config_label(row)
+        base = method if method in PRESETS else config_text(row)
         if method in PRESETS and int(row["shots"]) > 0:
             base = f"{method}@n={int(row['shots'])}"
         used[base] = used.get(base, 0) + 1

@@ -21,7 +21,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from imprint_bench.imprint.spec import GenMethod
+from imprint_bench.imprint.registry import GEN, stage_color
 from imprint_bench.report import paper
 from imprint_bench.report.data import gen_name
 from imprint_bench.report.render import p_phrase
@@ -43,20 +43,19 @@ STYLE = {
     "legend.frameon": False,
     "figure.titlesize": 12,
 }
-GEN_COLORS = {
-    GenMethod.kmeans: "#1f77b4",
-    GenMethod.kmedoids: "#ff7f0e",
-    GenMethod.random: "#2ca02c",
-    GenMethod.fps: "#d62728",
-    GenMethod.cov_max: "#9467bd",
-    GenMethod.kls: "#8c564b",
-    GenMethod.mean: "#e377c2",
-    GenMethod.all: "#7f7f7f",
-    GenMethod.ls: "#17becf",
-    GenMethod.none: "#bcbd22",
-}
-#: Legend names: the report's GEN names, with k spelled out where a curve has no k axis.
-GEN_NAMES = {**{gen: gen_name(gen) for gen in GenMethod}, GenMethod.mean: "mean (k=1)", GenMethod.all: "all samples"}
+
+
+def gen_color(gen: str) -> str:
+    """A GEN method's colour: its registry entry's (an external function gets a stable fallback colour)."""
+    return stage_color("gen", gen)
+
+
+def gen_legend(gen: str) -> str:
+    """Legend name: the report's GEN name, with k spelled out where a method has one fixed k (no k axis)."""
+    fixed = GEN.get(gen).fixed_k if gen in GEN else None
+    return {1: f"{gen_name(gen)} (k=1)", -1: f"{gen_name(gen)} samples"}.get(fixed, gen_name(gen))
+
+
 #: Legend entries of the paper's values: Table-1 diamonds, the k-means curve of the k-sweep panels.
 PAPER_LABEL = "paper (Table 1)"
 PAPER_K_CURVE_LABEL = "paper k-means (Fig. 11b)"
@@ -346,7 +345,7 @@ def plot_k_sweep(data: pd.DataFrame, norms: tuple, show_paper: bool = False) -> 
 def _k_panel(ax: Axes, panel: pd.DataFrame, overlay: bool, key: tuple[str, str]) -> None:
     ks = list(panel.loc[panel["k"] > 0, "k"])
     for gen, g in panel.groupby("gen"):
-        color, name = GEN_COLORS.get(gen), GEN_NAMES.get(gen, gen)
+        color, name = gen_color(gen), gen_legend(gen)
         auto = g[g["k"] == 0]  # gen.k=auto: k chosen per class, no point of the k axis
         if len(auto):
             ax.axhline(auto["acc"].iloc[0], ls=":", color=color or "0.4", lw=1.3, label=f"{name} (k=auto)")

@@ -7,8 +7,9 @@ it). Here a configuration is chosen per unit (a group, a backbone, a GEN family 
 accuracy alone, and its *test* accuracy is shown beside the test-selected optimum; the difference is the
 optimism gap (test-selected test acc − validation-selected test acc, ≥ 0 on the same candidates).
 
-:func:`choose_best` is the only chooser: it receives a frame of the unit columns, the candidates and one score
-column, so a selection on validation cannot read a test accuracy.
+:func:`choose_best` is the only chooser of configurations: it receives a frame of the unit columns, the candidates and
+one score column, so a selection on validation cannot read a test accuracy. :func:`describe_search_choice` names the
+run a tuning sweep selects on its validation metric.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from imprint_bench.imprint.registry import config_text
 from imprint_bench.report.data import GROUP_COLS
 
 VAL = "val_acc"
@@ -123,3 +125,18 @@ def gap_summary(table: pd.DataFrame) -> dict[str, float]:
     return {"n": len(table), "mean_gap": float(np.mean(gaps)) if len(gaps) else np.nan,
             "max_gap": float(np.max(gaps)) if len(gaps) else np.nan,
             "agree": float(np.mean(same)) if len(same) else np.nan}
+
+
+def describe_search_choice(table: pd.DataFrame, metric: str) -> str:
+    """The configuration a tuning sweep selects (highest ``metric``, a validation column; ties: the earliest run)
+    with its test accuracy, which played no part in the choice."""
+    ok = table[table["status"].eq("ok") & table[metric].notna()].sort_values("created_at", kind="stable")
+    if ok.empty:
+        return f"no run has {metric}: nothing to select"
+    best = ok.loc[ok[metric].idxmax()]
+    ties = int((ok[metric] == best[metric]).sum()) - 1
+    spec = config_text(best)
+    tie_note = f" ({ties} other runs tie on {metric}; the earliest is kept)" if ties else ""
+    return (f"selected on {metric}: {spec} on {best['backbone']} / {best['dataset']} / {best['task']}: "
+            f"{metric} {best[metric]:.2f} %, test acc {best['acc']:.2f} % (test data played no part in the "
+            f"choice){tie_note}")

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from imprint_bench.imprint.registry import k_text
 from imprint_bench.report import selection, tables
 from imprint_bench.report.context import ReportContext, limit_panels, plots
-from imprint_bench.report.data import gen_name, k_text
+from imprint_bench.report.data import gen_name
 from imprint_bench.report.render import format_table
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from imprint_bench.imprint.registry import agg_label, gen_label
 from imprint_bench.imprint.spec import PRESETS
 from imprint_bench.report import paper as paper_consts
 from imprint_bench.report import selection, stats, tables
 from imprint_bench.report.context import ReportContext, plots
-from imprint_bench.report.data import GROUP_COLS, agg_label, full_data_slice, gen_label, norm_label
+from imprint_bench.report.data import GROUP_COLS, full_data_slice, norm_label
 from imprint_bench.report.render import fmt_p, format_table
 
 
