@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import multiprocessing
 import sys
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from imprint_bench.config import CONFIG_MODULE
-from imprint_bench.errors import ConfigError, check_choice
+from imprint_bench.errors import ConfigError, PrunedError, check_choice
 
 log = logging.getLogger("imprint_bench")
 
@@ -24,7 +25,10 @@ INTERRUPTED = ("interrupted: the runs finished so far are saved; run the same co
 
 
 def experiment_dir(cfg: DictConfig) -> Path:
-    return Path(cfg.paths.results_dir) / str(cfg.experiment_name)
+    """``paths.results_dir/experiment_name``, the name checked (one folder name)."""
+    from imprint_bench.plan import check_experiment_name
+
+    return Path(cfg.paths.results_dir) / check_experiment_name(cfg.experiment_name)
 
 
 def in_multirun() -> bool:
@@ -76,7 +80,7 @@ def _extract(cfg: DictConfig) -> None:
         print(f"dataset kind {cfg.dataset.kind!r} is already features; nothing to extract")
         return
     dataset, backbone, extract = plain(cfg.dataset), plain(cfg.backbone), plain(cfg.extract)
-    from imprint_bench.evaluate import resolve_device
+    from imprint_bench.backbones import resolve_device
     from imprint_bench.features import fill_feature_cache
 
     key = fill_feature_cache(dataset, backbone, extract, Path(cfg.paths.cache_dir), Path(cfg.paths.data_root),
@@ -116,14 +120,67 @@ def main(cfg: DictConfig) -> float | None:
         check_choice("mode", cfg.mode, MODES)
         return {"run": _run, "plan": _plan, "extract": _extract, "collect": _collect, "report": _report}[cfg.mode](cfg)
     except ConfigError as err:
+        if isinstance(err, PrunedError) and cfg.get("optimized_metric"):
+            raise  # a trial that cannot run: the tuning sweeper records it as failed and the study goes on
         if in_multirun() and "CellSweeper" in str(HydraConfig.get().sweeper.get("_target_")):
             raise  # the imprint sweeper reports it in one line (other sweepers, e.g. Optuna, would print a trace)
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from err
+    except KeyboardInterrupt:
+        if multiprocessing.current_process().name == "MainProcess":  # a launcher's workers stop silently
+            print(INTERRUPTED, file=sys.stderr)
+        raise SystemExit(130) from None
+
+
+HELP = """imprint-bench: weight imprinting on frozen backbones, as a Hydra experiment runner.
+Builds classifier heads from embeddings (NORMpre -> GEN -> NORMpost -> NORMinf -> AGG), sweeps backbones x
+datasets x methods, keeps one Parquet row per configuration, and reports Table 1, ranks and figures.
+
+Usage: imprint-bench [-m] [group=option ...] [key=value ...]
+
+Commands you will use most:
+  imprint-bench experiment=quickstart                       the offline quickstart (make run)
+  imprint-bench method=ours task=even seed=123987           one configuration on one task
+  imprint-bench 'grid={gen.name:[kmeans,mean],gen.k:[1,5,20]}'   a method grid inside one job
+  imprint-bench -m backbone=efficientnet_lite0,efficientnet_lite1 task=all,even seed=1,2   a multirun
+  imprint-bench experiment=table1 mode=plan                 count jobs and runs, launch nothing
+  imprint-bench mode=report experiment_name=quickstart      Markdown/HTML report of an experiment
+
+Modes (mode=): run (default), plan, extract, collect, report.
+Config groups (group=option):
+{groups}
+Everything else: imprint-bench --cfg job (the composed config), --hydra-help (Hydra's own options), README.md.
+"""
+
+
+def print_help() -> None:
+    """The program's help, without composing a config (fast): usage, the commands used most, the config groups."""
+    from imprint_bench.config import config_dir
+
+    root = config_dir()
+    lines = []
+    for group in sorted(p for p in root.iterdir() if p.is_dir() and p.name not in ("hydra", "local", "__pycache__")):
+        options = sorted(f.stem for f in group.glob("*.yaml"))
+        lines.append(f"  {group.name:<15} {', '.join(options)}")
+    lines.append(f"  {'hydra/launcher':<15} basic, joblib, local_parallel, submitit_local, submitit_slurm, slurm")
+    print(HELP.replace("{groups}", "\n".join(lines)), end="")
+
+
+def cli() -> None:
+    """The ``imprint-bench`` command: :func:`main`, with Ctrl-C outside a job (in Hydra or a tuning sweeper, e.g.
+    Optuna between trials) ending in one line and exit code 130 as well."""
+    # After Ctrl-C under the joblib launcher, Python's resource tracker (a process of its own, started with these
+    # warning options) cleans up the semaphores of the stopped workers and would warn about each: it is no leak.
+    sys.warnoptions.append("ignore:resource_tracker:UserWarning")
+    if any(arg in ("--help", "-h") for arg in sys.argv[1:]):
+        print_help()
+        return
+    try:
+        main()
     except KeyboardInterrupt:
         print(INTERRUPTED, file=sys.stderr)
         raise SystemExit(130) from None
 
 
 if __name__ == "__main__":
-    main()
+    cli()

@@ -1,4 +1,5 @@
-"""Hydra callback: collect and summarise a sweep when it ends (the ``imprint`` sweeper plans it before it starts).
+"""Hydra callbacks: check the output folder before a run or sweep starts; collect and summarise a sweep when it ends
+(the ``imprint`` sweeper plans it before it starts).
 
 Hydra turns an exception in a callback into a warning and exits 0; a failed collect must fail the command, so it
 ends in ``SystemExit`` (which Hydra lets through) after a one-line reason.
@@ -18,6 +19,29 @@ from omegaconf import DictConfig
 from imprint_bench.errors import ConfigError
 
 log = logging.getLogger("imprint_bench")
+
+
+class CheckOutputFolder(Callback):
+    """Before Hydra creates a run's (or a sweep's) output folder: an unwritable place (a read-only
+    ``IMPRINT_BENCH_ROOT``, a file in the way) is one line and exit code 2 instead of Hydra's traceback."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _check_folder(config.hydra.run.dir)
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        _check_folder(config.hydra.sweep.dir)
+
+
+def _check_folder(folder: str) -> None:
+    from imprint_bench.errors import check_writable_folder
+
+    try:
+        check_writable_folder(Path(folder), f"cannot write the log folder {folder}",
+                              "set paths.root (or $IMPRINT_BENCH_ROOT, or paths.log_dir) to a folder you can write",
+                              create=False)  # Hydra creates it (mode=plan and a refused sweep create nothing)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 class CollectOnMultirunEnd(Callback):

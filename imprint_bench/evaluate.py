@@ -19,7 +19,7 @@ import torch
 
 from imprint_bench.data.base import FeatureSet
 from imprint_bench.data.tasks import Task, make_task
-from imprint_bench.errors import ConfigError
+from imprint_bench.errors import ConfigError, PrunedError
 from imprint_bench.features import load_feature_set
 from imprint_bench.grid import prune_for_task
 from imprint_bench.identity import recorded_versions
@@ -41,17 +41,6 @@ PROXY_CACHE = ProxyCache()
 
 #: NC1 values by (feature key, task classes, shots, few-shot seed), for the same reason.
 NC1_MEMO: dict[tuple, dict[str, float]] = {}
-
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA when available, else CPU; otherwise the named device (checked)."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={name} but CUDA is not available here; use device=cpu or device=auto")
-    return device
 
 
 
@@ -116,7 +105,7 @@ def evaluate_cell(job: JobSpec, planned: PlannedCell, data: JobData, store: Resu
     task = workspace.task
     kept, n_degenerate = prune_for_task(planned.plan.specs, task.n_classes)
     if not kept:
-        raise ConfigError(f"[{cell.describe()}] every configuration was pruned: m-NN with m above the task's "
+        raise PrunedError(f"[{cell.describe()}] every configuration was pruned: m-NN with m above the task's "
                           f"{task.n_classes} classes × k proxies (largest m: "
                           f"{max(s.agg.m for s in planned.plan.specs)}); lower agg.m")
     pending = [(s, h) for s in kept if (h := cell.run_hash(s)) not in done]
@@ -125,7 +114,7 @@ def evaluate_cell(job: JobSpec, planned: PlannedCell, data: JobData, store: Resu
     features = data.features
     base_row = {
         "experiment": job.experiment, "backbone": cell.backbone, "dataset": cell.dataset,
-        "mapping": cell.mapping, "task": cell.task, "seed": cell.seed, "shots": cell.shots,
+        "mapping": cell.mapping, "task": cell.task, "task_key": cell.task_key, "seed": cell.seed, "shots": cell.shots,
         "n_classes": task.n_classes, "n_train": task.n_train, "n_test": int(task.y_test.shape[0]),
         "n_val": task.n_val,
         "n_test_excluded": task.n_test_excluded,

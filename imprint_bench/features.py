@@ -47,7 +47,7 @@ from imprint_bench.data.images import dataset_fingerprint, prepare_image_dataset
 from imprint_bench.data.mappings import mapping_name, resolve_label_map
 from imprint_bench.data.subsets import Subset
 from imprint_bench.data.transforms import Preprocess
-from imprint_bench.errors import ConfigError
+from imprint_bench.errors import ConfigError, check_writable_folder
 from imprint_bench.identity import content_key, runtime_versions
 
 log = logging.getLogger(__name__)
@@ -199,8 +199,7 @@ def _cached_features(request: FeatureRequest, cache_dir: Path, data_root: Path, 
     except CorruptCacheEntry:
         cached = None  # checked again under the lock: another job may be repairing it
     if cached is None:
-        entry.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(f"{entry}.lock")
+        lock = _entry_lock(entry, cache_dir)
         try:
             lock.acquire(timeout=0)
         except Timeout:
@@ -210,7 +209,12 @@ def _cached_features(request: FeatureRequest, cache_dir: Path, data_root: Path, 
             cached = _read_entry_or_warn(entry)
             if cached is None:
                 cached = _extract(request, data_root, device)
-                _write_entry(entry, cached, request.description)
+                try:
+                    _write_entry(entry, cached, request.description)
+                except OSError as err:  # a full or failing disk: the features just computed are not thrown away
+                    log.warning("caching the features of %s in %s failed (%s): they are kept in memory for this "
+                                "run only, and will be extracted again next time", request.label, cache_dir,
+                                err.strerror or err)
         finally:
             lock.release()
     with _memo_lock:
@@ -218,6 +222,18 @@ def _cached_features(request: FeatureRequest, cache_dir: Path, data_root: Path, 
         while len(_memo) > MEMO_SIZE:
             _memo.popitem(last=False)
     return cached
+
+
+def _entry_lock(entry: Path, cache_dir: Path) -> FileLock:
+    """The lock of a cache entry, in a folder that must be writable; a symlink planted at the lock path is refused
+    (it would make the lock create or truncate a file elsewhere)."""
+    path = Path(f"{entry}.lock")
+    if path.is_symlink():
+        raise ConfigError(f"refusing to use the feature-cache lock {path}: it is a symbolic link (to "
+                          f"{os.readlink(path)}); remove it")
+    check_writable_folder(entry.parent, f"the feature cache {cache_dir} is not writable",
+                          "set paths.cache_dir (or paths.root) to a folder you can write")
+    return FileLock(str(path))
 
 
 def _read_entry_or_warn(entry: Path) -> CachedFeatures | None:

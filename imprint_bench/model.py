@@ -12,12 +12,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch import nn
 
-from imprint_bench.backbones import Backbone, load_backbone
+from imprint_bench.backbones import Backbone, load_backbone, resolve_device
+from imprint_bench.data.containers import open_image
 from imprint_bench.data.transforms import GREY_MODES
-from imprint_bench.errors import ConfigError
+from imprint_bench.errors import ConfigError, printable
 from imprint_bench.imprint.head import ImprintedHead
 
 
@@ -105,7 +106,11 @@ def predict_main(argv: Sequence[str] | None = None) -> None:
     if not args.head.is_file():
         raise SystemExit(f"error: head file {args.head} does not exist or is not a file")
     try:
-        model = ImprintedClassifier.load(args.head, args.device, args.checkpoint)
+        device = resolve_device(args.device)
+    except ConfigError as err:
+        raise SystemExit(f"error: --device: {err}") from None
+    try:
+        model = ImprintedClassifier.load(args.head, device, args.checkpoint)
     except (ConfigError, ValueError, OSError) as err:
         raise SystemExit(f"error: {err}") from err
     except Exception as err:  # safetensors' own error for a file that is not a safetensors file
@@ -113,14 +118,16 @@ def predict_main(argv: Sequence[str] | None = None) -> None:
     images = []
     for path in args.images:
         try:
-            with Image.open(path) as image:
+            with open_image(path) as image:
                 image.load()
                 images.append(image.copy())
-        except (OSError, UnidentifiedImageError) as err:
-            raise SystemExit(f"error: cannot read image {path}: {err}") from err
+        except ConfigError as err:
+            raise SystemExit(f"error: {err}") from err
+        except (OSError, SyntaxError, ValueError) as err:
+            raise SystemExit(f"error: cannot decode image {path}: {err}") from err
     try:
         names = model.predict_images(images)
     except ConfigError as err:
         raise SystemExit(f"error: {err}") from err
     for path, name in zip(args.images, names, strict=True):
-        print(f"{path}\t{name}")
+        print(f"{printable(str(path))}\t{printable(name)}")

@@ -10,6 +10,7 @@ This is the last module that reads the composed ``DictConfig``: :func:`plan_job`
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,12 +23,15 @@ from imprint_bench.data import FEATURE_KINDS, backbone_label
 from imprint_bench.data.extract_settings import ExtractSettings
 from imprint_bench.data.holdout import NO_HOLDOUT, Holdout
 from imprint_bench.data.task_spec import TaskSpec
-from imprint_bench.errors import ConfigError
+from imprint_bench.errors import ConfigError, PrunedError, check_writable_folder
 from imprint_bench.grid import GridPlan, expand_grid, prune_for_task
 from imprint_bench.identity import stable_hash
 from imprint_bench.imprint.registry import gen_stage
 from imprint_bench.imprint.spec import MethodSpec
 
+log = logging.getLogger(__name__)
+
+DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?")
 EXPERIMENT_NAME = re.compile(r"[A-Za-z0-9_+=-][A-Za-z0-9._+=-]{0,99}")
 
 #: Dataset/backbone fields that stay out of cell hashes: they do not change the numbers, or (ls_lambda) they
@@ -58,6 +62,11 @@ class Cell:
     @property
     def hash(self) -> str:
         return stable_hash(self.identity)
+
+    @property
+    def task_key(self) -> str:
+        """Hash of the task's content (what its name stands for in this cell)."""
+        return stable_hash(self.identity["task"])[:12]
 
     def run_hash(self, spec: MethodSpec) -> str:
         return stable_hash({"cell": self.identity, "method": spec.to_dict()})
@@ -101,8 +110,9 @@ def file_stamp(path: str) -> dict[str, Any]:
 
 
 def _seed(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"seed must be an integer, got {value!r} (e.g. seed=17121997)")
+    if isinstance(value, bool) or not isinstance(value, int) or not -(2**63) <= value < 2**63:
+        raise ConfigError(f"seed must be an integer, got {value!r} (e.g. seed=17121997; the results store it as "
+                          "int64, so -2^63 <= seed < 2^63)")
     return value
 
 
@@ -236,6 +246,8 @@ def job_cells(cfg: DictConfig) -> list[tuple[dict, Any]]:
 
 def check_experiment_name(name: Any) -> str:
     """``experiment_name`` becomes one folder under ``paths.results_dir``: a short name, no path separators."""
+    if name is None or isinstance(name, bool) or not isinstance(name, str | int):
+        raise ConfigError(f"experiment_name must be a name (1-100 letters, digits or . _ - + =), got {name!r}")
     text = str(name)
     if not EXPERIMENT_NAME.fullmatch(text):
         raise ConfigError(f"experiment_name must be 1-100 letters, digits or . _ - + = (no / and not starting with "
@@ -243,8 +255,20 @@ def check_experiment_name(name: Any) -> str:
     return text
 
 
+#: The top-level keys of the composed config (config.yaml and its groups); anything else came from a +key= typo.
+TOP_LEVEL_KEYS = ("mode", "seed", "device", "experiment_name", "grid", "cells", "nc1", "overwrite", "save_head",
+                  "flush_every", "optimized_metric", "paths", "backbone", "dataset", "task", "norm", "gen", "agg",
+                  "tracker", "extract")
+
+
 def check_options(cfg: DictConfig) -> None:
-    """The job options: booleans are booleans, counts are positive integers."""
+    """No unknown top-level key; the job options: booleans are booleans, counts are positive integers."""
+    unknown = sorted(set(cfg.keys()) - {*TOP_LEVEL_KEYS, "hydra"})  # a sweeper's compositions carry hydra
+    if unknown:
+        raise ConfigError(f"unknown config key(s) {unknown} (added with +key= or ++key=?); valid top-level keys: "
+                          f"{', '.join(TOP_LEVEL_KEYS)}")
+    if not isinstance(cfg.device, str) or not DEVICE.fullmatch(cfg.device):
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {cfg.device!r}")
     for key in ("overwrite", "nc1"):
         if not isinstance(cfg[key], bool):
             raise ConfigError(f"{key} must be true or false, got {cfg[key]!r}")
@@ -289,7 +313,7 @@ def plan_cells(cfg: DictConfig, cells: list[tuple[Any, Any]] | None = None) -> l
         plan = plans[cell.shots]
         specs = prune_for_task(plan.specs, len(cell.classes))[0] if cell.classes is not None else plan.specs
         if not specs:
-            raise ConfigError(f"task {cell.task!r} has {len(cell.classes or [])} classes: every configuration is "
+            raise PrunedError(f"task {cell.task!r} has {len(cell.classes or [])} classes: every configuration is "
                               "pruned (m-NN with m above its classes × k proxies); lower agg.m")
         out.append(PlannedCell(cell, plan, len(specs), task))
     if cfg.get("save_head"):
@@ -299,12 +323,25 @@ def plan_cells(cfg: DictConfig, cells: list[tuple[Any, Any]] | None = None) -> l
         if len(out[0].plan.specs) != 1:
             raise ConfigError(f"save_head needs a single configuration, but the grid has {len(out[0].plan.specs)}; "
                               "drop grid=")
+        check_save_path(Path(str(cfg.save_head)).expanduser())
     return out
 
 
+def check_save_path(path: Path) -> None:
+    """A head can be written at ``path`` (a file path in a writable folder), checked before any work."""
+    if path.is_dir():
+        raise ConfigError(f"save_head={path} is a folder; give a file path, e.g. save_head={path / 'head.safetensors'}")
+    check_writable_folder(path.parent, f"save_head={path}: cannot write into {path.parent}", "choose a writable folder")
+
+
 def plan_job(cfg: DictConfig) -> JobSpec:
-    """The job's frozen spec: its planned cells and everything else it reads from the config, checked."""
+    """The job's frozen spec: its planned cells and everything else it reads from the config, checked. Options that
+    do nothing in the chosen configuration are named in one printed note."""
     cells = plan_cells(cfg)
+    searching = cfg.get("optimized_metric") is not None  # a tuning sweeper's space sets options it may not use
+    unused = base_method(cfg).unused_options() if cfg.grid is None and not searching else []
+    if unused:
+        log.warning("note: %s", "; ".join(unused))
     dataset, backbone = plain(cfg.dataset), plain(cfg.backbone)
     save_head = cfg.get("save_head")
     return JobSpec(

@@ -24,31 +24,42 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from imprint_bench.errors import ConfigError
+from imprint_bench.errors import ConfigError, check_writable_folder, storage_error
 from imprint_bench.identity import canonical_json
 from imprint_bench.imprint.registry import config_text
 from imprint_bench.schema import COLUMN_NAMES, dedupe_runs, to_arrow
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder, fsync, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write via a temporary file in the same folder, fsync, then rename: never a half-written file (a failed write
+    leaves no temporary file behind and raises StorageError)."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tmp.open("wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        raise storage_error(path.name, path.parent, err) from err
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def atomic_write_table(table: pa.Table, path: Path) -> None:
-    """Write a Parquet file via a temporary file in the same folder, fsync, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write a Parquet file via a temporary file in the same folder, fsync, then rename (StorageError on failure)."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    pq.write_table(table, tmp, write_page_checksum=True)  # collect verifies them: a flipped byte is caught
-    with tmp.open("rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, tmp, write_page_checksum=True)  # collect verifies them: a flipped byte is caught
+        with tmp.open("rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        raise storage_error(path.name, path.parent, err) from err
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 #: Schema-metadata key of a part's row digest: the SHA-256 of its rows as canonical JSON. Page checksums
@@ -67,12 +78,18 @@ def write_part(rows: list[dict[str, Any]], path: Path) -> None:
     atomic_write_table(table.replace_schema_metadata({ROWS_DIGEST: rows_digest(table)}), path)
 
 
-def read_part(path: Path) -> pa.Table:
-    """A part, verified: page checksums while reading, then the digest of its rows (parts written before
-    digests existed have page checksums only). Raises ``ValueError`` on damage."""
+def read_part(path: Path, columns: list[str] | None = None) -> pa.Table:
+    """A part, verified: page checksums while reading, then the digest of its rows. A part without a digest was not
+    written by imprint_bench (or had its metadata stripped): it is refused like a damaged one. Raises
+    ``ValueError`` on either. ``columns`` reads only those (the digest is then not checked: for quick looks)."""
+    if columns is not None:
+        return pq.read_table(path, columns=columns, page_checksum_verification=True)
     table = pq.read_table(path, page_checksum_verification=True)
     stored = (table.schema.metadata or {}).get(ROWS_DIGEST)
-    if stored is not None and rows_digest(table) != stored:
+    if stored is None:
+        raise ValueError(f"{path}: no rows digest (not a part written by imprint_bench, or its metadata was "
+                         "stripped)")
+    if rows_digest(table) != stored:
         raise ValueError(f"{path}: its rows do not match their digest (the file was changed or damaged)")
     return table.replace_schema_metadata(None)
 
@@ -90,42 +107,58 @@ class ResultStore:
 
     def check_writable(self) -> None:
         """Fail before any work when the results cannot be written (read-only or unusable folder)."""
-        try:
-            self.runs_dir.mkdir(parents=True, exist_ok=True)
-            probe = self.runs_dir / f".write-test-{uuid.uuid4().hex}"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as err:
-            raise ConfigError(f"the results folder {self.root} is not writable ({err.strerror or err}); "
-                              "set paths.results_dir (or paths.root) to a folder you can write") from err
+        check_writable_folder(self.runs_dir, f"the results folder {self.root} is not writable",
+                              "set paths.results_dir (or paths.root) to a folder you can write")
 
     def cell_dir(self, cell_hash: str) -> Path:
         return self.runs_dir / cell_hash
 
     def done_hashes(self, cell_hash: str) -> set[str]:
-        """Run hashes of this cell that already have an ok row (unreadable parts are ignored here)."""
+        """Run hashes of this cell that already have an ok row in a verified part (a damaged or foreign part is
+        ignored here: its runs run again; collect reports it)."""
         done: set[str] = set()
         for part in sorted(self.cell_dir(cell_hash).glob("*.parquet")):
             try:
-                df = pd.read_parquet(part, columns=["run_hash", "status"])
-            except Exception:  # a corrupted part: its runs simply run again; collect reports it
+                df = read_part(part).select(["run_hash", "status"]).to_pandas()
+            except Exception:
                 continue
             done.update(df.loc[df["status"] == "ok", "run_hash"].astype(str))
         return done
 
     def is_complete(self, cell_hash: str, plan_hash: str) -> bool:
-        marker = self.cell_dir(cell_hash) / "complete.json"
+        """Whether the cell's marker matches the plan and every part it recorded is still there, unchanged (size
+        and modification time): a deleted or damaged part makes the cell run again (its missing runs only). A
+        marker written before parts were recorded is checked against the run hashes the parts hold."""
+        folder = self.cell_dir(cell_hash)
         try:
-            return json.loads(marker.read_text()).get("plan_hash") == plan_hash
+            marker = json.loads((folder / "complete.json").read_text())
         except (OSError, ValueError):
             return False
+        if marker.get("plan_hash") != plan_hash:
+            return False
+        if "parts" not in marker:
+            return len(self.done_hashes(cell_hash)) >= int(marker.get("n_runs", 0))  # marked only without failures
+        return all(_stamp(folder / name) == stamp for name, stamp in marker["parts"].items())
 
     def mark_complete(self, cell_hash: str, plan_hash: str, n_runs: int) -> None:
-        payload = {"plan_hash": plan_hash, "n_runs": n_runs, "at": time.strftime("%Y-%m-%dT%H:%M:%S")}
-        atomic_write_bytes(self.cell_dir(cell_hash) / "complete.json", json.dumps(payload).encode())
+        """Record the cell as complete: its plan, its number of runs and the parts that hold them."""
+        folder = self.cell_dir(cell_hash)
+        parts = {part.name: _stamp(part) for part in sorted(folder.glob("*.parquet"))}
+        payload = {"plan_hash": plan_hash, "n_runs": n_runs, "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                   "parts": parts}
+        atomic_write_bytes(folder / "complete.json", json.dumps(payload).encode())
 
     def writer(self, cell_hash: str, flush_every: int = 50, flush_seconds: float = 5.0) -> RowWriter:
         return RowWriter(self.cell_dir(cell_hash), flush_every, flush_seconds)
+
+
+def _stamp(path: Path) -> list[int] | None:
+    """(size, mtime in ns) of a file, or None when it is gone."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
 
 
 HOST = socket.gethostname().replace("-", "_").replace(".", "_")  # part names carry host and pid
@@ -183,12 +216,14 @@ class RowWriter:
 
 @dataclass
 class CollectSummary:
-    """What collect merged and what it had to skip."""
+    """What collect merged, what it had to skip, what it kept from an earlier table and what is missing."""
 
     table: pd.DataFrame
     n_parts: int = 0
     corrupted: list[str] = field(default_factory=list)
     path: Path | None = None
+    kept: int = 0  # rows of the existing results.parquet that no readable part holds (copied results, lost parts)
+    missing: dict[str, tuple[int, int]] = field(default_factory=dict)  # cell hash -> (runs found, runs expected)
 
     def describe(self) -> str:
         t = self.table
@@ -197,6 +232,16 @@ class CollectSummary:
         lines = [f"collected {len(t)} runs ({n_ok} ok, {n_failed} failed) from {self.n_parts} part files"
                  + (f" -> {self.path}" if self.path else "")]
         lines += [f"  skipped corrupted file: {c}" for c in self.corrupted]
+        if self.kept:
+            lines.append(f"  kept {self.kept} rows of the existing results.parquet that no readable part file holds "
+                         "(results copied from elsewhere, or parts deleted or damaged since)")
+        if self.missing:
+            n = sum(expected - found for found, expected in self.missing.values())
+            cells = ", ".join(f"{cell[:12]} ({found} of {expected})" for cell, (found, expected)
+                              in list(self.missing.items())[:10])
+            lines.append(f"  {n} expected runs are missing from the part files of {len(self.missing)} cells marked "
+                         f"complete (runs found of expected): {cells}{', ...' if len(self.missing) > 10 else ''}; "
+                         "run the same command again to recompute them")
         if n_failed:
             failed = t[t["status"] != "ok"]
             for _, row in failed.head(20).iterrows():
@@ -207,30 +252,55 @@ class CollectSummary:
         return "\n".join(lines)
 
 
+def check_experiment(root: str | Path) -> Path:
+    """An experiment's results folder that exists (holds runs/ or a results.parquet); otherwise a ConfigError that
+    lists the experiments that do exist. Nothing is created."""
+    root = Path(root)
+    if (root / "runs").is_dir() or (root / "results.parquet").is_file():
+        return root
+    found = sorted(p.name for p in root.parent.glob("*") if (p / "runs").is_dir() or (p / "results.parquet").is_file())
+    where = f"experiments in {root.parent}: {', '.join(found)}" if found else f"{root.parent} holds no experiment yet"
+    raise ConfigError(f"no results for experiment {root.name!r} (no {root}/runs or results.parquet); {where}")
+
+
 def collect(root: str | Path, write: bool = True) -> CollectSummary:
     """Merge every part file under ``root/runs`` into ``root/results.parquet`` (+ ``results.csv``).
 
-    Rows are de-duplicated by run_hash, keeping an ok row over a failed one and the newest among
-    equals. Unreadable files are reported and skipped, never merged.
+    Rows are de-duplicated by run_hash, keeping an ok row over a failed one and the newest among equals.
+    Unreadable, damaged and foreign files (no valid rows digest) are reported and skipped, never merged. Rows of
+    an existing results.parquet that no readable part holds are kept and counted (a collect never shrinks the
+    table silently); without runs/ the existing table is read as it is. Cells marked complete whose runs are no
+    longer all readable are reported with how many are missing.
     """
-    root = Path(root)
+    root = check_experiment(root)
+    out = root / "results.parquet"
+    existing = _read_existing(out)
+    if not (root / "runs").is_dir():
+        return CollectSummary(existing if existing is not None else pd.DataFrame(columns=COLUMN_NAMES), path=out)
     parts = sorted((root / "runs").glob("*/*.parquet"))
     tables, corrupted = [], []
     for part in parts:
         try:
             tables.append(read_part(part))
         except Exception as err:
-            corrupted.append(f"{part} ({type(err).__name__})")
+            corrupted.append(f"{part} ({type(err).__name__}: {str(err).removeprefix(f'{part}: ')[:120]})")
     if tables:  # one conversion to pandas for all parts (a part of failed rows has null-typed metric columns)
         table = pa.concat_tables(tables, promote_options="permissive").to_pandas()
     else:
         table = pd.DataFrame(columns=COLUMN_NAMES)
+    missing = _missing_runs(root, table)
+    kept = 0
+    if existing is not None and len(existing):
+        hashes = set(table["run_hash"].astype(str)) if len(table) else set()
+        old = existing[~existing["run_hash"].astype(str).isin(hashes)] if "run_hash" in existing else existing
+        kept = len(old)
+        if kept:
+            table = pd.concat([table, old], ignore_index=True) if len(table) else old.reset_index(drop=True)
     if len(table):
         table = dedupe_runs(table).sort_values(["backbone", "dataset", "task", "seed", "created_at"], kind="stable")
         table = table.reset_index(drop=True)
-    summary = CollectSummary(table, len(parts), corrupted)
+    summary = CollectSummary(table, len(parts), corrupted, kept=kept, missing=missing)
     if write:
-        out = root / "results.parquet"
         atomic_write_parquet(table, out)
         csv = table.copy()
         if "per_class_f1" in csv:
@@ -240,14 +310,43 @@ def collect(root: str | Path, write: bool = True) -> CollectSummary:
     return summary
 
 
+def _read_existing(path: Path) -> pd.DataFrame | None:
+    """The results table a previous collect (or a copy) left, or None; an unreadable one is a ConfigError, so that
+    it is never replaced unseen."""
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_parquet(path)
+    except Exception as err:
+        raise ConfigError(f"cannot read the existing {path} ({type(err).__name__}: {err}); move it away to collect "
+                          "the part files into a new one") from err
+
+
+def _missing_runs(root: Path, table: pd.DataFrame) -> dict[str, tuple[int, int]]:
+    """Cells whose completion marker promises more runs than their readable parts hold: (found, expected)."""
+    found = table.groupby("cell_hash")["run_hash"].nunique() if len(table) and "cell_hash" in table else pd.Series()
+    missing = {}
+    for marker in sorted((root / "runs").glob("*/complete.json")):
+        try:
+            expected = int(json.loads(marker.read_text()).get("n_runs", 0))
+        except (OSError, ValueError):
+            continue
+        cell = marker.parent.name
+        have = int(found.get(cell, 0))
+        if have < expected:
+            missing[cell] = (have, expected)
+    return missing
+
+
 def collect_main(argv: list[str] | None = None) -> None:
     """``imprint-bench-collect RESULTS_DIR``: merge the part files of one experiment's results folder."""
     parser = argparse.ArgumentParser(description=collect_main.__doc__)
     parser.add_argument("root", type=Path, help="an experiment's results folder (holds runs/)")
     args = parser.parse_args(argv)
-    if not (args.root / "runs").is_dir():
-        raise SystemExit(f"error: {args.root} has no runs/ folder; pass <paths.results_dir>/<experiment_name>")
-    print(collect(args.root).describe())
+    try:
+        print(collect(args.root).describe())
+    except ConfigError as err:
+        raise SystemExit(f"error: {err}") from None
 
 
 @dataclass

@@ -71,7 +71,8 @@ def run_planned(job: JobSpec, tracker: Tracker | None = None) -> JobSummary:
         store.check_writable()
         from tqdm.auto import tqdm
 
-        from imprint_bench.evaluate import JobData, evaluate_cell, resolve_device
+        from imprint_bench.backbones import resolve_device
+        from imprint_bench.evaluate import JobData, evaluate_cell
 
         data = JobData(job.features, resolve_device(job.device))
         total = sum(len(p.plan.specs) for p in todo)

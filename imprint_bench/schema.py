@@ -46,6 +46,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("task", "str", "cell", "class split: all, even, odd, short, or a custom name", required=True),
     Column("seed", "int", "cell", "run seed (k-means starts, few-shot samples)", required=True),
     Column("shots", "int", "cell", "training samples per class; -1 = all", default=-1),
+    Column("task_key", "str", "cell", "hash of the task's content (classes, shots, validation split, unseen_test): "
+           "the report keeps tasks of one name but different content apart", default=""),
     # the configuration: its stages
     Column("method", "str", "label", "Table-1 preset the configuration equals, else custom", required=True),
     Column("norm_pre", "str", "stage", "NORMpre", required=True),

@@ -80,6 +80,14 @@ class JobGroup:
     def n_runs(self) -> int:
         return sum(p.n_runs for p in self.planned)
 
+    def describe(self) -> str:
+        """One line: ``efficientnet_lite0 / mnist5k: 4 tasks × 3 seeds, 60 runs`` (the launch log's job line)."""
+        cells = [p.cell for p in self.planned]
+        tasks = len({(c.task, c.shots, tuple(c.classes or ())) for c in cells})
+        seeds = len({c.seed for c in cells})
+        return (f"{cells[0].backbone} / {cells[0].dataset}: {tasks} task{'s' * (tasks != 1)} × {seeds} "
+                f"seed{'s' * (seeds != 1)}, {self.n_runs} runs")
+
     def job_overrides(self) -> list[str]:
         """What the launcher gets: the shared overrides, the first cell's (so the job composes as it), and,
         when there is more than one cell, ``cells``: each distinct task node once, and (task index, seed) pairs."""

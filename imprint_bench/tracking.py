@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import pandas as pd
 from omegaconf import DictConfig
 
-from imprint_bench.errors import ConfigError, check_choice
+from imprint_bench.errors import ConfigError, check_choice, check_writable_folder
 from imprint_bench.imprint.registry import config_text
 from imprint_bench.schema import CELL_COLUMNS, SCALAR_METRICS, STAGE_COLUMNS
 
@@ -218,6 +218,12 @@ class MlflowTracker(BufferedTracker):
         self._artifact_location = str(node.artifact_location)
         self._mlflow_experiment = str(node.experiment)
         self._lock = Path(cfg.paths.output_dir) / "mlflow.lock"
+        folders = [self._lock.parent, Path(self._artifact_location)]
+        if self._uri.startswith("sqlite:///"):
+            folders.append(Path(self._uri.removeprefix("sqlite:///")).parent)
+        for folder in folders:  # checked before any work: the store is written only when the job ends
+            check_writable_folder(folder, f"tracker=mlflow cannot write into {folder}", "set tracker.tracking_uri "
+                                  "and tracker.artifact_location (or paths.output_dir) to a folder you can write")
 
     def _write(self, rows: list[dict[str, Any]], step_run: bool) -> None:
         from filelock import FileLock

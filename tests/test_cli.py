@@ -79,3 +79,12 @@ def test_bad_input_fails_clearly_and_writes_nothing(tmp_path, npz_file, override
     assert message in out.stderr + out.stdout
     assert not (tmp_path / "outputs" / "results" / "adhoc" / "runs").exists() or collect(
         tmp_path / "outputs" / "results" / "adhoc", write=False).table.empty
+
+
+def test_help_names_the_program_its_commands_and_the_groups_users_choose_from(tmp_path):
+    out = run_cli(tmp_path, "--help")
+    assert out.returncode == 0 and out.stdout.startswith("imprint-bench: weight imprinting")
+    assert "powered by Hydra" not in out.stdout and "schema" not in out.stdout
+    for line in ("experiment=quickstart", "mode=plan", "-m backbone=", "  gen             all, cov_max, custom",
+                 "  method          hosoda, janson, oracle, ours, qi"):
+        assert line in out.stdout

@@ -38,3 +38,15 @@ def test_a_study_without_validation_data_is_refused(tmp_path, npz_file, extra, m
 def test_the_preset_says_which_sweeper_it_needs(tmp_path, npz_file):
     out = run_cli(tmp_path, *[a for a in STUDY if a != "hydra/sweeper=optuna"], f"dataset.path={npz_file}")
     assert out.returncode == 2 and "hydra/sweeper=optuna" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_an_impossible_trial_fails_alone_and_the_study_goes_on(tmp_path, npz_file):
+    """On a 3-class task the shipped space draws m-NN with m above the task's proxies (every configuration
+    pruned): such a trial is recorded as failed and the study runs all its trials (here m-NN in every trial)."""
+    out = run_cli(tmp_path, *[a for a in STUDY if a != "task=even"], "task=short", "hydra.sweeper.n_trials=14",
+                  "~hydra.sweeper.params.agg", "agg=mnn", "agg.distance=cosine", f"dataset.path={npz_file}")
+    assert out.returncode == 0, out.stderr
+    assert "Failed experiment: task 'short' has 3 classes: every configuration is pruned" in out.stderr + out.stdout
+    failed = (out.stderr + out.stdout).count("Failed experiment:")
+    assert failed >= 1 and 1 <= len(results(tmp_path, "hparams_search")) <= 14 - failed  # repeats share a run
+    assert "Traceback" not in out.stderr

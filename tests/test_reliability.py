@@ -104,23 +104,35 @@ def test_unwritable_results_folder_fails_before_any_run(tmp_path, npz_file):
 
 
 @pytest.mark.slow
-def test_ctrl_c_prints_one_line_and_keeps_finished_runs(tmp_path):
+def _terminal() -> None:
+    """As in a terminal: Ctrl-C reaches the whole process group, whatever SIGINT disposition the test runner
+    inherited (a job started in the background ignores SIGINT)."""
+    os.setpgrp()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.mark.parametrize("launch", [
+    ("-m", "seed=1,2,3,4"),
+    ("-m", "hydra/launcher=local_parallel", "dataset.seed=0,1", "seed=1,2"),  # two feature sets: two workers
+    ("hparams_search=imprint_optuna", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=400",
+     "~hydra.sweeper.params.gen"),
+], ids=["basic", "joblib", "optuna"])
+def test_ctrl_c_prints_one_line_and_keeps_finished_runs(tmp_path, launch):
     env = {**os.environ, "IMPRINT_BENCH_ROOT": str(tmp_path), "WANDB_MODE": "disabled"}
-    args = ("-m", "dataset=synthetic", "dataset.dim=16", "nc1=false", "flush_every=2", "seed=1,2,3,4",
-            "grid={gen.name:[kmeans,kmedoids,fps],gen.k:[1,2,3,4,5,6,7,8]}")
-    # as in a terminal, whatever the test runner inherited (a job started in the background ignores SIGINT)
+    args = (*launch, "dataset=synthetic", "dataset.dim=16", "nc1=false", "flush_every=2",
+            "grid={gen.name:[kmeans,kmedoids,fps],gen.k:[1,2,3,4,5,6,7,8]}" if "-m" in launch else "gen=kmeans")
     proc = subprocess.Popen([sys.executable, "-m", "imprint_bench", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    runs = tmp_path / "outputs" / "results" / "adhoc" / "runs"
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_terminal)
+    runs = tmp_path / "outputs" / "results"
     deadline = time.time() + 120
-    while time.time() < deadline and len(list(runs.glob("*/*.parquet"))) < 2:
+    while time.time() < deadline and len(list(runs.glob("*/runs/*/*.parquet"))) < 2:
         time.sleep(0.05)
-    proc.send_signal(signal.SIGINT)
+    os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
-    assert "interrupted: the runs finished so far are saved" in err and "Traceback" not in err
-    assert sum(len(pd.read_parquet(p)) for p in runs.glob("*/*.parquet")) > 0
+    assert proc.returncode == 130, err
+    assert err.count("interrupted: the runs finished so far are saved") == 1 and "Traceback" not in err, err
+    assert "leaked semaphore" not in err
+    assert sum(len(pd.read_parquet(p)) for p in runs.glob("*/runs/*/*.parquet")) > 0
 
 
 def test_seed_must_be_an_integer(tmp_path, npz_file):
@@ -249,7 +261,12 @@ def test_collect_reports_and_skips_damaged_parts(tmp_path, npz_file, damage):
         _flip_a_data_byte(victim)
     else:
         victim.write_bytes(victim.read_bytes()[:50] if damage == "truncated" else b"")
-    summary = collect(tmp_path / "outputs" / "results" / "adhoc", write=False)
+    root = tmp_path / "outputs" / "results" / "adhoc"
+    kept = collect(root, write=False)  # the rows of the damaged part are still in the earlier results.parquet
+    assert len(kept.corrupted) == 1 and str(victim) in kept.corrupted[0]
+    assert kept.kept == lost and len(kept.table) == 4 and f"kept {lost} rows of the existing" in kept.describe()
+    (root / "results.parquet").unlink()
+    summary = collect(root, write=False)
     assert len(summary.corrupted) == 1 and str(victim) in summary.corrupted[0]
     assert len(summary.table) == 4 - lost and "skipped corrupted file" in summary.describe()
 

@@ -216,7 +216,8 @@ def test_tracker_receives_summary_tables_and_images(tmp_path: Path):
     rec = Recorder()
     build_report(_hand_table(), tmp_path, tracker=rec, strict=True)
     assert rec.summary["report/table1/ours/avg_acc"] == pytest.approx(81.5)
-    assert "report/table1" in rec.tables and isinstance(rec.tables["report/table1"], pd.DataFrame)
+    assert "report/tables/table1" in rec.tables and isinstance(rec.tables["report/tables/table1"], pd.DataFrame)
+    assert "report/figures/table1" in rec.images and not set(rec.tables) & set(rec.images)  # distinct keys
     assert rec.images and all(p.is_file() for p in rec.images.values())
 
 

@@ -44,12 +44,12 @@ def tamper(path: Path, out: Path, tensors=None, meta=None, drop=()) -> Path:
 @pytest.mark.parametrize(("change", "message"), [
     (lambda h: {"tensors": {"owner": torch.where(h.owner == 0, 99, h.owner)}}, "owner must assign every proxy"),
     (lambda h: {"meta": {"class_names": json.dumps(["a", "b"])}}, "owner must assign every proxy to one of the 2"),
-    (lambda h: {"meta": {"class_names": json.dumps(["a"] * 10)}}, "class_names must be a list of distinct"),
+    (lambda h: {"meta": {"class_names": json.dumps(["a"] * 10)}}, "field 'class_names' must be a list of distinct"),
     (lambda h: {"tensors": {"proxies": torch.full_like(h.proxies, float("nan"))}}, "NaN or Inf"),
     (lambda h: {"drop": ("proxies",)}, r"missing \['proxies'\]"),
     (lambda h: {"drop": ("method",)}, r"missing \['method'\]"),
     (lambda h: {"meta": {"agg": json.dumps({"name": "max", "m": -1, "distance": "inner_product",
-                                            "weighting": "uniform", "extra": 1})}}, "agg must have the fields"),
+                                            "weighting": "uniform", "extra": 1})}}, "field 'agg' must have the fields"),
     (lambda h: {"meta": {"norm_inf": "l3"}}, "unknown NORM kind 'l3'"),
     (lambda h: {"tensors": {"owner": h.owner.to(torch.int32)}}, "owner must be int64"),
 ])

@@ -16,6 +16,9 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+#: The launchers' loggers, whose INFO lines list every job's overrides.
+LAUNCHER_LOGGERS = ("hydra._internal.core_plugins.basic_launcher", "hydra_plugins.hydra_joblib_launcher._core",
+                    "hydra_plugins.hydra_submitit_launcher.submitit_launcher")
 log = logging.getLogger(__name__)
 
 
@@ -95,6 +98,12 @@ class CellSweeper(Sweeper):
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
         jobs = [g.job_overrides() for g in groups]
+        for name in LAUNCHER_LOGGERS:  # they print each job's whole override list (cells included): one line instead
+            logging.getLogger(name).setLevel(logging.WARNING)
+        log.info("launching %d jobs (%s), logs in %s", len(jobs), self.config.hydra.launcher._target_.split(".")[-1],
+                 sweep_dir)
+        for i, group in enumerate(groups):
+            log.info("\t#%d %s", i, group.describe())
         size = self.max_batch_size if self.max_batch_size and self.max_batch_size > 0 else len(jobs)
         returns = []
         for start in range(0, len(jobs), size):

@@ -18,13 +18,13 @@ Fields every backbone config may set: ``name`` (model name, also the results' ba
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from imprint_bench.backbones import effnet_lite, pixels, timm_models, torchvision_models
 from imprint_bench.data.transforms import Preprocess
 from imprint_bench.errors import ConfigError, check_choice
 
@@ -38,14 +38,13 @@ class BackboneSource:
     build: Callable[[Mapping], nn.Module]
 
 
-SOURCES: dict[str, BackboneSource] = {
-    name: BackboneSource(module.preprocess, module.weights_identity, module.build)
-    for name, module in (
-        ("torchvision", torchvision_models),
-        ("timm", timm_models),
-        ("effnet_lite", effnet_lite),
-        ("pixels", pixels),
-    )
+#: ``backbone.source`` → the module that provides it, imported on first use: a job on precomputed features, or on
+#: raw pixels, never imports timm (which imports wandb and leaves temporary folders behind) or torchvision's models.
+SOURCES: dict[str, str] = {
+    "torchvision": "imprint_bench.backbones.torchvision_models",
+    "timm": "imprint_bench.backbones.timm_models",
+    "effnet_lite": "imprint_bench.backbones.effnet_lite",
+    "pixels": "imprint_bench.backbones.pixels",
 }
 
 TRANSFORM_OVERRIDES = ("resize", "crop", "interpolation", "mean", "std")
@@ -66,7 +65,8 @@ def _source(cfg: Mapping) -> BackboneSource:
             "backbone.name is missing; e.g. backbone=resnet18, or backbone=timm backbone.name=vit_small_patch16_224"
         )
     check_choice("backbone.source", cfg.get("source"), SOURCES)
-    return SOURCES[cfg["source"]]
+    module = importlib.import_module(SOURCES[cfg["source"]])
+    return BackboneSource(module.preprocess, module.weights_identity, module.build)
 
 
 def backbone_preprocess(cfg: Mapping) -> Preprocess:
@@ -98,3 +98,16 @@ def load_backbone(cfg: Mapping, device: torch.device | str = "cpu") -> Backbone:
         torch.manual_seed(int(cfg.get("init_seed") or 0))
         model = source.build(cfg)
     return Backbone(str(cfg["name"]), model.eval().requires_grad_(False).to(device), preprocess)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA when available, else CPU; otherwise the named device (checked)."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ConfigError(f"device must be auto, cpu, cuda or cuda:N, got {name!r}") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name} but CUDA is not available here; use device=cpu or device=auto")
+    return device

@@ -9,7 +9,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import torch
-from timm.models import load_state_dict
 from torch import nn
 
 from imprint_bench.errors import ConfigError
@@ -54,6 +53,8 @@ def _checkpoint_sha256(path: str, size: int, mtime_ns: int) -> str:
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a .safetensors or torch checkpoint (unwraps ``state_dict``/``model`` and ``module.``)."""
     try:
+        from timm.models import load_state_dict  # timm only when a checkpoint is read (it imports wandb)
+
         return load_state_dict(str(path), weights_only=True)
     except Exception as err:  # torch/safetensors raise many types for unreadable files
         raise ConfigError(f"cannot read checkpoint {path}: {type(err).__name__}: {err}") from err

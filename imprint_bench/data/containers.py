@@ -8,6 +8,7 @@ e.g. ImageNet, your own folders), with integer labels and class names.
 from __future__ import annotations
 
 import hashlib
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import torch
 from PIL import Image
 
 from imprint_bench.data.transforms import Preprocess
+from imprint_bench.errors import ConfigError
 
 
 @dataclass
@@ -69,8 +71,32 @@ class ImageFileDataset(torch.utils.data.Dataset):
         return len(self.part)
 
     def __getitem__(self, index: int) -> torch.Tensor:
-        with Image.open(self.part.root / self.part.files[index]) as image:
-            return self.preprocess.pil_to_uint8(image)
+        path = self.part.root / self.part.files[index]
+        with open_image(path) as image:
+            try:
+                return self.preprocess.pil_to_uint8(image)
+            except (OSError, ValueError, SyntaxError) as err:  # Pillow's errors for truncated or malformed data
+                raise ConfigError(f"cannot decode image {path}: {err}; remove or replace the file") from err
+
+
+def open_image(path: Path) -> Image.Image:
+    """An image file opened for decoding, its size checked from the header first: a file that does not decode, or
+    whose pixel count is above Pillow's decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``), is a ConfigError
+    naming the file, before the pixels take any memory."""
+    try:
+        with warnings.catch_warnings():  # the size is checked below, with a clearer message than Pillow's warning
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(path)
+    except (OSError, Image.DecompressionBombError) as err:  # not an image, unreadable, or far above the limit
+        raise ConfigError(f"cannot read image {path}: {err}") from err
+    width, height = image.size
+    limit = Image.MAX_IMAGE_PIXELS
+    if limit and width * height > limit:
+        image.close()
+        raise ConfigError(f"image {path} is {width}×{height} = {width * height / 1e6:.0f} M pixels, above the limit "
+                          f"of {limit / 1e6:.0f} M (a decompression bomb, or a photo far larger than the backbone "
+                          "needs): resize it first")
+    return image
 
 
 @dataclass

@@ -17,11 +17,14 @@ import os
 import random
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from timm.data import ImageNetInfo
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from imprint_bench.errors import ConfigError
+
+if TYPE_CHECKING:
+    from timm.data import ImageNetInfo
 
 N_CLASSES = 1000
 N_VARIANTS = 10
@@ -86,6 +89,8 @@ def d_in_1_class_names(name: str) -> list[str]:
 
 @functools.cache
 def _info() -> ImageNetInfo:
+    from timm.data import ImageNetInfo  # timm only when ImageNet names are needed (it imports wandb)
+
     return ImageNetInfo()
 
 

@@ -23,8 +23,11 @@ def _array(data: np.lib.npyio.NpzFile, key: str, path: Path) -> np.ndarray:
     try:
         return data[key]
     except ValueError as err:
-        raise ConfigError(f"features file {path}: {key} is an object array, which is never unpickled here; "
-                          f"save {key} as a numeric (or, for class_names, string) array") from err
+        if "allow_pickle" in str(err):  # numpy's refusal to unpickle
+            raise ConfigError(f"features file {path}: {key} is an object array, which is never unpickled here; "
+                              f"save {key} as a numeric (or, for class_names, string) array") from err
+        raise ConfigError(f"features file {path}: {key} cannot be read ({err}); the archive member is truncated or "
+                          "damaged: write the file again") from err
     except (OSError, EOFError, zipfile.BadZipFile) as err:
         raise ConfigError(f"features file {path}: {key} cannot be read ({err}); the archive is damaged") from err
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -12,6 +13,8 @@ from imprint_bench.data.base import FeatureSet
 from imprint_bench.data.holdout import NO_HOLDOUT, Holdout
 from imprint_bench.errors import ConfigError, check_choice
 from imprint_bench.rng import generator
+
+log = logging.getLogger(__name__)
 
 #: The paper's class splits (spec §3.4); ``all`` is every class of the dataset.
 TASK_SPLITS: dict[str, list[int] | None] = {
@@ -66,6 +69,10 @@ class Task:
         return torch.cat(self.train), torch.cat(y)
 
 
+#: (feature set, task, shots) already warned about classes with fewer rows than shots (said once per process).
+_WARNED_SHORT: set[tuple] = set()
+
+
 def make_task(features: FeatureSet, name: str, classes: Sequence[int] | None, shots: int = -1, seed: int = 0,
               unseen_test: str = "error", holdout: Holdout = NO_HOLDOUT) -> Task:
     """Restrict ``features`` to ``classes`` (None = all, in label order) and renumber them 0..C-1.
@@ -103,12 +110,14 @@ def make_task(features: FeatureSet, name: str, classes: Sequence[int] | None, sh
         )
     if shots == 0 or shots < -1:
         raise ConfigError(f"task.shots must be -1 (all samples) or a positive number, got {shots}")
-    train, val = [], []
+    train, val, short = [], [], []
     for label in labels:
         x = features.x_train[features.y_train == label]
         if holdout.active:
             held, x = _hold_out(x, holdout, seed, label, name)
             val.append(held)
+        if shots > x.shape[0]:
+            short.append(int(x.shape[0]))
         if shots > 0 and x.shape[0] > shots:
             perm = torch.randperm(x.shape[0], generator=generator(seed, "shots", label))[:shots]
             x = x[perm.sort().values.to(x.device)]
@@ -122,6 +131,10 @@ def make_task(features: FeatureSet, name: str, classes: Sequence[int] | None, sh
         raise ConfigError(f"task {name!r}: the test split has no samples of classes {labels}")
     names = features.class_names
     class_names = [names[c] if c < len(names) else str(c) for c in labels]
+    if short and (features.key, name, shots) not in _WARNED_SHORT:
+        _WARNED_SHORT.add((features.key, name, shots))
+        log.warning("task %r: shots=%d, but %d of %d classes have fewer training rows (fewest: %d); they use all "
+                    "their rows (n_train records the rows used)", name, shots, len(short), len(labels), min(short))
     task = Task(name, labels, class_names, train, features.x_test[keep], remap[y_test[keep]], shots, n_excluded)
     if holdout.active:
         task.holdout = holdout

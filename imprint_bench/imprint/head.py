@@ -11,7 +11,7 @@ from torch import nn
 
 from imprint_bench.data.base import FeatureSet
 from imprint_bench.data.tasks import make_task
-from imprint_bench.errors import ConfigError
+from imprint_bench.errors import ConfigError, printable
 from imprint_bench.imprint.aggregate import class_scores
 from imprint_bench.imprint.normalize import normalize_features
 from imprint_bench.imprint.pipeline import Workspace
@@ -112,8 +112,11 @@ class ImprintedHead(nn.Module):
                                                                  ("center", self.center))}
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
-        save_file(tensors, str(tmp), metadata=meta)
-        tmp.replace(path)
+        try:
+            save_file(tensors, str(tmp), metadata=meta)
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
         return path
 
     @staticmethod
@@ -138,12 +141,17 @@ class ImprintedHead(nn.Module):
         return cls(*_checked_head(path, tensors, meta))
 
 
+#: Bounds of what a head file may hold (a tampered file must not make the loader or the terminal work hard).
+MAX_CLASSES = 1_000_000
+MAX_NAME_CHARS = 1000
+
+
 def _checked_head(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> tuple:
     """The constructor arguments of a saved head, validated: keys, shapes, dtypes, finite values, one name per
     class and every class with a proxy, known NORMinf and AGG options."""
 
     def bad(what: str) -> ConfigError:
-        return ConfigError(f"{path} is not a valid imprint_bench head: {what}")
+        return ConfigError(f"{printable(str(path))} is not a valid imprint_bench head: {printable(what)}")
 
     missing = [k for k in ("proxies", "owner", "center") if k not in tensors]
     missing += [k for k in ("norm_inf", "agg", "class_names", "method") if k not in meta]
@@ -159,20 +167,37 @@ def _checked_head(path: str | Path, tensors: dict[str, torch.Tensor], meta: dict
         raise bad(f"center must be a float vector [{proxies.shape[1]}], got {center.dtype} {tuple(center.shape)}")
     if not (bool(torch.isfinite(proxies).all()) and bool(torch.isfinite(center).all())):
         raise bad("proxies or center contain NaN or Inf values")
-    try:
-        names, agg_fields, method = (json.loads(meta[k]) for k in ("class_names", "agg", "method"))
-    except ValueError as err:
-        raise bad(f"unreadable metadata ({err})") from err
+    fields = {}
+    for key in ("class_names", "agg", "method"):
+        try:
+            fields[key] = json.loads(meta[key])
+        except ValueError as err:
+            raise bad(f"metadata field {key!r} is not valid JSON ({err})") from err
+    names, agg_fields, method = fields["class_names"], fields["agg"], fields["method"]
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
-        raise bad("class_names must be a list of distinct strings")
+        raise bad("metadata field 'class_names' must be a list of distinct strings")
+    if len(names) > MAX_CLASSES or any(len(n) > MAX_NAME_CHARS for n in names):
+        raise bad(f"metadata field 'class_names' holds {len(names)} names, the longest of "
+                  f"{max(map(len, names), default=0)} characters (at most {MAX_CLASSES} names of "
+                  f"{MAX_NAME_CHARS} characters)")
     counts = torch.bincount(owner.clamp_min(0), minlength=len(names)) if int(owner.min()) >= 0 else None
     if counts is None or counts.numel() != len(names) or bool((counts == 0).any()):
         raise bad(f"owner must assign every proxy to one of the {len(names)} classes of class_names, each class "
                   f"having a proxy (owner values {int(owner.min())}..{int(owner.max())})")
-    check_norm("inf", meta["norm_inf"])
+    try:
+        check_norm("inf", meta["norm_inf"])
+    except ConfigError as err:
+        raise bad(f"metadata field 'norm_inf': {err}") from err
     if not isinstance(agg_fields, dict) or set(agg_fields) - set(AggSpec.__dataclass_fields__):
-        raise bad(f"agg must have the fields {', '.join(AggSpec.__dataclass_fields__)}, got {agg_fields!r}")
-    agg = AggSpec(**agg_fields)
-    agg.validate()
-    spec = MethodSpec.from_dict(method) if method else None
+        raise bad(f"metadata field 'agg' must have the fields {', '.join(AggSpec.__dataclass_fields__)}, got "
+                  f"{printable(repr(agg_fields))[:200]}")
+    try:
+        agg = AggSpec(**agg_fields)
+        agg.validate()
+    except (ConfigError, TypeError) as err:
+        raise bad(f"metadata field 'agg': {err}") from err
+    try:
+        spec = MethodSpec.from_dict(method) if method else None
+    except (ConfigError, TypeError, AttributeError) as err:
+        raise bad(f"metadata field 'method': {err}") from err
     return proxies, owner, meta["norm_inf"], agg, names, center, spec

@@ -147,6 +147,22 @@ class MethodSpec:
                 "NORMinf, or NORMpre == NORMinf"
             )
 
+    def unused_options(self) -> list[str]:
+        """The options set here that do nothing in this configuration (its stages' declared properties say so)."""
+        gen, agg = self.gen, self.agg
+        stage = gen_stage(gen.name, gen.target)
+        name = f"gen.name={gen.name}"
+        out = []
+        if stage.fixed_k is not None and gen.k != stage.fixed_k:
+            out.append(f"gen.k={gen.k} does nothing with {name} (its k is always {stage.fixed_k})")
+        if not stage.kmeans and (gen.backend, gen.kmeans_iters) != (GenSpec.backend, GenSpec.kmeans_iters):
+            out.append(f"gen.backend/gen.kmeans_iters do nothing with {name} (it runs no k-means)")
+        if not stage.lam and gen.lam is not None:
+            out.append(f"gen.lam={gen.lam} does nothing with {name} (only least squares takes a ridge λ)")
+        if not AGG.get(agg.name).neighbours and (agg.m != AggSpec.m or agg.weighting != AggSpec.weighting):
+            out.append(f"agg.m/agg.weighting do nothing with agg={agg.name} (only m-NN votes)")
+        return out
+
     def canonical(self, shots: int = -1) -> MethodSpec:
         """Apply the reference's pruning rules so equivalent configurations compare (and hash) equal; what a
         GEN method declares in its registry entry decides (``registry.GenStage``).

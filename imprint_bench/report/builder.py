@@ -123,8 +123,11 @@ def _log_to_tracker(ctx: ReportContext, tracker: Tracker, md: Path) -> None:
     summary["report/path"] = str(md)
     for what, call in (
         ("summary", lambda: tracker.log_summary(summary)),
-        *((f"table {n}", (lambda n=n, d=d: tracker.log_table(f"report/{n}", d))) for n, (_, d) in ctx.csvs.items()),
-        *((f"image {n}", (lambda n=n, p=p: tracker.log_image(f"report/{n}", p))) for n, p in ctx.figures.items()),
+        # tables and figures under distinct keys: W&B keeps one value per key (table1 is both)
+        *((f"table {n}", (lambda n=n, d=d: tracker.log_table(f"report/tables/{n}", d)))
+          for n, (_, d) in ctx.csvs.items()),
+        *((f"image {n}", (lambda n=n, p=p: tracker.log_image(f"report/figures/{n}", p)))
+          for n, p in ctx.figures.items()),
     ):
         try:
             call()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -66,24 +67,53 @@ def validate_results(df: pd.DataFrame, source: str = "<DataFrame>") -> pd.DataFr
 
 
 def separate_feature_sets(df: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
-    """Different feature sets never share a report group: when several (``feature_key``) carry the same backbone /
-    dataset / mapping labels, each one's dataset label gets its key's first characters. Returns the table and
-    one note per collision, for the reader."""
-    if "feature_key" not in df.columns or not len(df):
-        return df, []
-    keyed = df[df["feature_key"].astype(str) != ""]
-    sets = keyed.groupby(["backbone", "dataset", "mapping"], sort=False)["feature_key"].unique()
+    """Different feature sets, and different tasks, never share a report group. When several feature sets
+    (``feature_key``) carry the same backbone / dataset / mapping labels, each one's dataset label gets its key's
+    first characters; when one task name stands for different task contents (``task_key``: other classes, shots or
+    validation split, e.g. ``task=all task.classes=[0,1]``), each content gets its own task label. Returns the table
+    and one note per collision, for the reader."""
+    out, notes = df, []
+    if "feature_key" in df.columns and len(df):
+        out, notes = _split_labels(out, ["backbone", "dataset", "mapping"], "feature_key", "dataset",
+                                   lambda key: str(key).rsplit("-", 1)[-1][:8], "different feature sets",
+                                   "set dataset.name to name them", ["backbone", "dataset"])
+    if "task_key" in out.columns and len(out):
+        out, task_notes = _split_labels(out, GROUP_COLS, "task_key", "task", lambda key: _task_tag(out, key),
+                                        "different tasks", "set task.name to name them",
+                                        ["backbone", "dataset", "task"])
+        notes += task_notes
+    return out, notes
+
+
+def _task_tag(df: pd.DataFrame, key: str) -> str:
+    """A short description of a task's content from its rows: classes, shots, validation rows."""
+    rows = df[df["task_key"] == key].iloc[0]
+    parts = [f"{int(rows['n_classes'])} classes" if np.isfinite(rows.get("n_classes", np.nan)) else str(key)[:8]]
+    if int(rows.get("shots", -1)) > 0:
+        parts.append(f"{int(rows['shots'])} shots")
+    if rows.get("n_val", 0) and rows["n_val"] > 0:
+        parts.append("validation split")
+    return ", ".join(parts) + f", {str(key)[:6]}"
+
+
+def _split_labels(df: pd.DataFrame, by: list[str], key_col: str, label_col: str, tag: Callable[[str], str],
+                  what: str, advice: str, shown: list[str]) -> tuple[pd.DataFrame, list[str]]:
+    """Relabel ``label_col`` where one ``by`` group holds several ``key_col`` values; one note per such group."""
+    keyed = df[df[key_col].astype(str) != ""]
+    sets = keyed.groupby(by, sort=False)[key_col].unique()
     collisions = sets[sets.map(len) > 1]
     if collisions.empty:
         return df, []
     out, notes = df.copy(), []
-    for (backbone, dataset, mapping), keys in collisions.items():
-        same = (out["backbone"] == backbone) & (out["dataset"] == dataset) & (out["mapping"] == mapping)
-        tags = {key: str(key).rsplit("-", 1)[-1][:8] for key in keys}
-        for key, tag in tags.items():
-            out.loc[same & (out["feature_key"] == key), "dataset"] = f"{dataset} [{tag}]"
-        notes.append(f"{len(keys)} different feature sets are labelled {backbone} / {dataset}: they are kept apart "
-                     f"as {', '.join(f'{dataset} [{t}]' for t in tags.values())} (set dataset.name to name them)")
+    for labels, keys in collisions.items():
+        same = np.logical_and.reduce([out[c] == v for c, v in zip(by, labels, strict=True)])
+        label = labels[by.index(label_col)]
+        tags = {key: tag(key) for key in keys}
+        for key, text in tags.items():
+            out.loc[same & (out[key_col] == key), label_col] = f"{label} [{text}]"
+        named = " / ".join(str(labels[by.index(c)]) for c in shown)
+        notes.append(f"{len(keys)} {what} are labelled {named}: they are kept apart as "
+                     f"{', '.join(f'{label} [{t}]' for t in tags.values())} ({advice})")
     return out, notes
 
 
