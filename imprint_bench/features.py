@@ -43,7 +43,6 @@ from imprint_bench.data import SPLITS
 from imprint_bench.data.base import FeatureSet
 from imprint_bench.data.containers import ImageArray, ImageFileDataset, ImagePart, ImageSplit
 from imprint_bench.data.extract_settings import ExtractSettings
-from imprint_bench.data.images import dataset_fingerprint, prepare_image_dataset
 from imprint_bench.data.mappings import mapping_name, resolve_label_map
 from imprint_bench.data.subsets import Subset
 from imprint_bench.data.transforms import Preprocess
@@ -157,6 +156,8 @@ def plan_features(
     derive_mapping = mapping is not None and subset.is_full
     extracted = {field: value for field, value in dataset.items() if field not in LABEL_ONLY_DATASET_FIELDS}
     extracted.update(subset=subset.describe(), mapping=None if derive_mapping else mapping)
+    from imprint_bench.data.images import dataset_fingerprint  # torchvision's datasets only for image datasets
+
     fingerprint = dataset_fingerprint(dataset, Path(data_root))
     if fingerprint is not None:  # the listing identifies the data; where it lives does not matter
         extracted.pop("root", None)
@@ -300,6 +301,8 @@ def _write_entry(entry: Path, cached: CachedFeatures, description: dict) -> None
 
 def _extract(request: FeatureRequest, data_root: Path, device: torch.device) -> CachedFeatures:
     """Load the images, build the backbone and embed both splits."""
+    from imprint_bench.data.images import prepare_image_dataset
+
     images = prepare_image_dataset(request.dataset, data_root, apply_mapping=not request.derive_mapping)
     backbone = load_backbone(request.backbone, device)
     settings = request.settings

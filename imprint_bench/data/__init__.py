@@ -17,6 +17,9 @@ UNSEEN_TEST = ("error", "exclude")
 #: The splits of every dataset.
 SPLITS = ("train", "test")
 
+#: File name endings of images in a folder dataset (torchvision's ``IMG_EXTENSIONS``, without importing it).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+
 
 def backbone_label(dataset: dict[str, Any], backbone: dict[str, Any]) -> str:
     """The results table's backbone column: the backbone name, or the label of precomputed features."""

@@ -17,10 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 from torchvision import datasets
-from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.datasets.utils import download_and_extract_archive
 
-from imprint_bench.data import SPLITS, imagenet
+from imprint_bench.data import IMAGE_EXTENSIONS, SPLITS, imagenet
 from imprint_bench.data.containers import ImageArray, ImageDataset, ImageFiles, ImagePart, ImageSplit
 from imprint_bench.errors import ConfigError
 
@@ -260,12 +259,12 @@ def _folder_files(root: Path, folder: Path, classes: list[str]) -> tuple[list[st
         found = sorted(
             path.relative_to(root).as_posix()
             for path in class_dir.rglob("*")
-            if path.is_file() and path.name.lower().endswith(IMG_EXTENSIONS)
+            if path.is_file() and path.name.lower().endswith(IMAGE_EXTENSIONS)
         )
         files += found
         labels += [label] * len(found)
     if not files:
-        raise ConfigError(f"no image files ({', '.join(IMG_EXTENSIONS)}) in the class folders of {folder}")
+        raise ConfigError(f"no image files ({', '.join(IMAGE_EXTENSIONS)}) in the class folders of {folder}")
     return files, np.asarray(labels, dtype=np.int64)
 
 

@@ -19,8 +19,7 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from torchvision.datasets.folder import IMG_EXTENSIONS
-
+from imprint_bench.data import IMAGE_EXTENSIONS
 from imprint_bench.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -119,7 +118,7 @@ def list_split(root: Path, split: str, classes: list[int]) -> tuple[list[str], l
         names = sorted(
             entry.name
             for entry in os.scandir(split_dir / wnid)
-            if entry.is_file() and entry.name.lower().endswith(IMG_EXTENSIONS)
+            if entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS)
         )
         files += [f"{SPLIT_FOLDERS[split]}/{wnid}/{name}" for name in names]
         labels += [index] * len(names)

@@ -12,22 +12,26 @@ the PIL path to within about one grey level.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 from PIL import Image
-from torchvision.transforms import InterpolationMode
-from torchvision.transforms.v2 import functional as TF
 
 from imprint_bench.errors import ConfigError, check_choice
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-INTERPOLATIONS = {
-    "nearest": InterpolationMode.NEAREST,
-    "bilinear": InterpolationMode.BILINEAR,
-    "bicubic": InterpolationMode.BICUBIC,
-}
+#: ``backbone.interpolation`` → torchvision's InterpolationMode member (torchvision is imported only when images are
+#: transformed: a job on precomputed features never pays for it).
+INTERPOLATIONS = {"nearest": "NEAREST", "bilinear": "BILINEAR", "bicubic": "BICUBIC"}
+
+
+def _functional() -> Any:
+    """torchvision's functional transforms (v2), imported on first use."""
+    from torchvision.transforms.v2 import functional
+
+    return functional
 
 
 #: PIL modes of single-channel images.
@@ -74,14 +78,17 @@ class Preprocess:
         """Resize and centre-crop a PIL image or a uint8 tensor batch ``[B, C, H, W]`` (stays uint8)."""
         if self.resize is not None:
             size = [self.resize] if self.keep_aspect else [self.resize, self.resize]
-            images = TF.resize(images, size, interpolation=INTERPOLATIONS[self.interpolation], antialias=True)
+            from torchvision.transforms import InterpolationMode
+
+            mode = InterpolationMode[INTERPOLATIONS[self.interpolation]]
+            images = _functional().resize(images, size, interpolation=mode, antialias=True)
         if self.crop is not None:
-            images = TF.center_crop(images, [self.crop, self.crop])
+            images = _functional().center_crop(images, [self.crop, self.crop])
         return images
 
     def pil_to_uint8(self, image: Image.Image) -> torch.Tensor:
         """File datasets: decoded image → resized, cropped uint8 tensor ``[3, H, W]`` (runs in workers)."""
-        return TF.pil_to_tensor(self.resize_crop(image.convert("RGB")))
+        return _functional().pil_to_tensor(self.resize_crop(image.convert("RGB")))
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 batch ``[B, C, H, W]`` → float32 normalised batch (grey replicated to RGB if ``to_rgb``)."""
