@@ -4,6 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 FASHION_DIR := /usr/share/datasets/fashion-mnist
+# the MLflow UI (make dashboard) in a venv of its own: the same version as the writer, mlflow-skinny in pyproject.toml
+MLFLOW_VERSION := 3.17.2
+DASH := .venv-dashboard
+DASH_STAMP := $(DASH)/.installed
 export HF_HUB_OFFLINE ?= 1
 export WANDB_MODE ?= disabled
 export MPLBACKEND ?= Agg
@@ -11,7 +15,7 @@ export MPLBACKEND ?= Agg
 export OMP_WAIT_POLICY ?= PASSIVE
 
 .DEFAULT_GOAL := help
-.PHONY: help install data run test test-fast lint format bench report beyond_ours clean clean-outputs
+.PHONY: help install data run test test-fast lint format bench report dashboard beyond_ours clean clean-outputs
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -25,6 +29,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) ## Create .venv and install the package with its dependencies (a no-op when up to date)
 
+$(DASH_STAMP): Makefile
+	@test -x $(DASH)/bin/python || $(PYTHON) -m venv $(DASH)
+	$(DASH)/bin/python -m pip install --quiet --upgrade pip
+	$(DASH)/bin/python -m pip install --quiet 'mlflow==$(MLFLOW_VERSION)'
+	@touch $(DASH_STAMP)
+
 data: ## Install the offline FashionMNIST (Debian dataset-fashion-mnist) when apt is available (best effort)
 	@if [ -d $(FASHION_DIR) ]; then echo "FashionMNIST present in $(FASHION_DIR)"; \
 	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
@@ -35,7 +45,7 @@ data: ## Install the offline FashionMNIST (Debian dataset-fashion-mnist) when ap
 run: install ## Run the offline quickstart (efficientnet_lite0 on mnist5k, Table-1 methods, 4 tasks, 3 seeds)
 	$(BIN)/imprint-bench experiment=quickstart
 
-test: install ## Run the whole test suite (CPU, offline)
+test: install $(DASH_STAMP) ## Run the whole test suite (CPU, offline; the MLflow UI test uses .venv-dashboard)
 	$(BIN)/python -m pytest
 
 test-fast: install ## Run the tests without the slow (subprocess / real-weights) ones
@@ -58,6 +68,10 @@ beyond_ours: install ## The README's second worked example: candidates vs ours, 
 
 report: install ## Build the report of an experiment: make report EXPERIMENT=quickstart
 	$(BIN)/imprint-bench mode=report experiment_name=$(or $(EXPERIMENT),quickstart)
+
+dashboard: $(DASH_STAMP) ## Serve the MLflow UI of tracker=mlflow runs on http://127.0.0.1:5000 (PORT=5000 to change)
+	$(DASH)/bin/mlflow server --backend-store-uri sqlite:///$(CURDIR)/outputs/mlflow.db \
+	  --default-artifact-root $(CURDIR)/outputs/mlartifacts --host 127.0.0.1 --port $(or $(PORT),5000)
 
 clean: ## Remove caches of Python tools (keeps .venv and outputs/)
 	rm -rf .pytest_cache .ruff_cache $$(find . -name __pycache__ -not -path './.venv/*')

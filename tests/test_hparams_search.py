@@ -50,3 +50,17 @@ def test_an_impossible_trial_fails_alone_and_the_study_goes_on(tmp_path, npz_fil
     failed = (out.stderr + out.stdout).count("Failed experiment:")
     assert failed >= 1 and 1 <= len(results(tmp_path, "hparams_search")) <= 14 - failed  # repeats share a run
     assert "Traceback" not in out.stderr
+
+
+def test_a_study_resumes_from_sqlite_storage(tmp_path, npz_file):
+    """hydra.sweeper.storage=sqlite:///...: a second command adds its trials to the same study."""
+    import optuna
+
+    storage = f"sqlite:///{tmp_path}/study.db"
+    for _ in range(2):
+        out = run_cli(tmp_path, *STUDY, f"dataset.path={npz_file}", "hydra.sweeper.n_trials=2",
+                      f"hydra.sweeper.storage={storage}")
+        assert out.returncode == 0, out.stderr
+    study = optuna.load_study(study_name="hparams_search", storage=storage)
+    assert len(study.trials) == 4 and study.best_value == pytest.approx(results(tmp_path, "hparams_search")["val_acc"]
+                                                                        .max())

@@ -229,3 +229,51 @@ def test_a_failed_collect_at_the_end_of_a_sweep_fails_the_command(tmp_path):
                                                           "results.parquet to ")
     assert "Is a directory" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_the_mlflow_ui_serves_a_store_written_by_the_tracker(tmp_path):
+    """`make dashboard`'s server (the same MLflow version as the writer) lists the experiment's runs with their
+    stage parameters and metrics through its REST API."""
+    import json
+    import socket
+    import time
+    import urllib.request
+
+    from importlib.metadata import version
+
+    makefile = (ROOT / "Makefile").read_text()
+    assert f"MLFLOW_VERSION := {version('mlflow-skinny')}" in makefile  # the UI is the writer's version
+    mlflow_ui = ROOT / ".venv-dashboard" / "bin" / "mlflow"
+    assert mlflow_ui.is_file(), "make test installs the MLflow UI into .venv-dashboard (make dashboard does too)"
+    out = cli(tmp_path, *TINY_SWEEP, "tracker=mlflow")
+    assert out.returncode == 0, out.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([str(mlflow_ui), "server", "--backend-store-uri",
+                               f"sqlite:///{tmp_path}/outputs/mlflow.db", "--host", "127.0.0.1", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        api = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+        deadline = time.time() + 120
+        while True:
+            try:
+                found = json.load(urllib.request.urlopen(f"{api}/experiments/get-by-name?experiment_name=imprint_bench",
+                                                         timeout=5))
+                break
+            except OSError:
+                assert time.time() < deadline and server.poll() is None, server.stderr.read() if server.poll() else ""
+                time.sleep(0.5)
+        request = urllib.request.Request(
+            f"{api}/runs/search", method="POST", headers={"Content-Type": "application/json"},
+            data=json.dumps({"experiment_ids": [found["experiment"]["experiment_id"]], "max_results": 100}).encode())
+        runs = json.load(urllib.request.urlopen(request, timeout=10))["runs"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    configurations = [r for r in runs if {"key": "imprint_bench_role", "value": "configuration"} in r["data"]["tags"]]
+    assert len(configurations) == 4
+    params = {p["key"]: p["value"] for p in configurations[0]["data"]["params"]}
+    metrics = {m["key"] for m in configurations[0]["data"]["metrics"]}
+    assert {"gen", "k", "norm_pre", "agg", "method", "seed"} <= set(params) and {"acc", "gen_s"} <= metrics
