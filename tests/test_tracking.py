@@ -239,7 +239,6 @@ def test_the_mlflow_ui_serves_a_store_written_by_the_tracker(tmp_path):
     import socket
     import time
     import urllib.request
-
     from importlib.metadata import version
 
     makefile = (ROOT / "Makefile").read_text()
