@@ -116,7 +116,10 @@ def test_report_table1_csv_paper_columns_and_method_order(tmp_path: Path):
     assert t1.set_index("label").loc["ours", "avg_acc"] == pytest.approx(81.5)
     text = md.read_text()
     assert "Table 1" in text and "86.79" in text and "Friedman" in text
-    assert (tmp_path / "r" / "report.html").read_text().count("data:image/png;base64,") >= 2
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert html.count("data:image/png;base64,") >= 2
+    assert html.count("<table>") == html.count('<div class="scroll"><table>')  # wide tables scroll in the page
+    assert "overflow-x: auto" in html and "overflow-wrap: anywhere" in html
 
     no_paper = build_report(_hand_table(), tmp_path / "n", paper="no", methods="ours,qi", strict=True)
     t1n = pd.read_csv(no_paper.parent / "tables" / "table1.csv")

@@ -254,3 +254,16 @@ def test_every_stage_name_of_the_engine_has_a_display_name_and_colour():
     assert gen_legend("mean") == "mean (k=1)" and gen_legend("all") == "all samples"
     assert all(norm_label(n.name) for n in NORM)
     assert {norm_label(n) for n in norm_names("pre")} == {"none", "L2", "CL2N"}
+
+
+def test_table1_figure_never_clips_the_best_methods_error_bars_or_labels():
+    t1 = pd.DataFrame({"method": ["qi", "oracle"], "avg_acc": [90.0, 99.6], "stderr": [0.5, 0.45],
+                       "paper_acc": [np.nan, 99.0]})
+    fig = plots.plot_table1(t1)
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    right = ax.get_xlim()[1]
+    assert right > 99.6 + 1.96 * 0.45  # past 100 when the bar needs it
+    box = ax.get_window_extent()
+    for text in ax.texts:  # the value labels end inside the axes
+        assert text.get_window_extent().x1 <= box.x1 + 1, text.get_text()

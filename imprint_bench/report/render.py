@@ -187,7 +187,8 @@ def _html_table(df: pd.DataFrame, caption: str) -> str:
         )
         rows.append(f"<tr>{cells}</tr>")
     cap = f"<caption>{inline_html(caption)}</caption>" if caption else ""
-    return f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return (f'<div class="scroll"><table>{cap}<thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+            "</div>")
 
 
 def _html_image(path: Path, rel: str, caption: str) -> str:
@@ -208,7 +209,9 @@ body {{ font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; ma
        margin: 2em auto;
        padding: 0 1em; color: #222; line-height: 1.45; }}
 h1, h2, h3 {{ border-bottom: 1px solid #ddd; padding-bottom: .2em; }}
+div.scroll {{ overflow-x: auto; max-width: 100%; }}  /* a wide table scrolls inside the page */
 table {{ border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }}
+td {{ overflow-wrap: anywhere; }}  /* long configuration names wrap */
 caption {{ caption-side: top; text-align: left; font-style: italic; padding-bottom: .3em; }}
 th, td {{ border: 1px solid #ccc; padding: 3px 8px; }}
 th {{ background: #f3f3f3; }}
