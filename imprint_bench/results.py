@@ -16,6 +16,8 @@ import os
 import socket
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,29 +32,14 @@ from imprint_bench.imprint.registry import config_text
 from imprint_bench.schema import COLUMN_NAMES, dedupe_runs, to_arrow
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temporary file in the same folder, fsync, then rename: never a half-written file (a failed write
-    leaves no temporary file behind and raises StorageError)."""
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` for the block to write; fsynced and renamed over ``path`` when the block ends,
+    so there is never a half-written file. A failed write leaves no temporary file and raises StorageError."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        raise storage_error(path.name, path.parent, err) from err
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def atomic_write_table(table: pa.Table, path: Path) -> None:
-    """Write a Parquet file via a temporary file in the same folder, fsync, then rename (StorageError on failure)."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pq.write_table(table, tmp, write_page_checksum=True)  # collect verifies them: a flipped byte is caught
+        yield tmp
         with tmp.open("rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -60,6 +47,18 @@ def atomic_write_table(table: pa.Table, path: Path) -> None:
         raise storage_error(path.name, path.parent, err) from err
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_table(table: pa.Table, path: Path) -> None:
+    """Write a Parquet file atomically, with page checksums (collect verifies them: a flipped byte is caught)."""
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp, write_page_checksum=True)
 
 
 #: Schema-metadata key of a part's row digest: the SHA-256 of its rows as canonical JSON. Page checksums

@@ -79,8 +79,9 @@ def run_planned(job: JobSpec, tracker: Tracker | None = None) -> JobSummary:
         progress = tqdm(total=total, desc=describe_cells([p.cell for p in job.cells]), unit="run", leave=False,
                         disable=True if total < 2 else None)  # None: no progress frames when not on a terminal
         with sigterm_as_exit(), progress as bar:
+            advance = Progress(bar, total)
             for p in todo:
-                done.append(evaluate_cell(job, p, data, store, tracker, bar.update))
+                done.append(evaluate_cell(job, p, data, store, tracker, advance))
     return JobSummary(
         cell=describe_cells([p.cell for p in job.cells]),
         planned=sum(o.planned for o in done),
@@ -90,6 +91,25 @@ def run_planned(job: JobSpec, tracker: Tracker | None = None) -> JobSummary:
         pruned_mnn=sum(o.pruned_mnn for o in done),
         objective=job_objective(store, job) if job.optimized_metric else None,
     )
+
+
+class Progress:
+    """Counts the runs dealt with: a progress bar on a terminal; elsewhere (a SLURM or joblib log file) a line every
+    ``every_s`` seconds, so that a long job's log shows how far it is."""
+
+    def __init__(self, bar: Any, total: int, every_s: float = 30.0) -> None:
+        self.bar, self.total, self.every_s = bar, total, every_s
+        self.done = 0
+        self.start = self.last = time.monotonic()
+
+    def __call__(self, n: int) -> None:
+        self.bar.update(n)
+        self.done += n
+        now = time.monotonic()
+        if self.bar.disable and n and now - self.last >= self.every_s and self.done < self.total:
+            self.last = now
+            log.info("progress: %d of %d runs done, %d left (%.0f s)", self.done, self.total, self.total - self.done,
+                     now - self.start)
 
 
 def check_objective(job: JobSpec) -> None:

@@ -331,3 +331,20 @@ def test_a_truncated_npz_member_is_reported_as_truncated(tmp_path):
     with pytest.raises(ConfigError, match="X_train cannot be read .*truncated or damaged") as err:
         load_npz_features(path)
     assert "object array" not in str(err.value)
+
+
+def test_a_job_without_a_terminal_logs_its_progress(caplog):
+    from imprint_bench.runner import Progress
+
+    class NoBar:
+        disable = True
+
+        def update(self, n: int) -> None:
+            pass
+
+    progress = Progress(NoBar(), total=10, every_s=0.0)
+    with caplog.at_level("INFO"):
+        for _ in range(3):
+            progress(1)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[-1].startswith("progress: 3 of 10 runs done, 7 left")

@@ -76,6 +76,9 @@ def test_a_second_sweep_skips_every_cell(tmp_path):
     out = cli(tmp_path, *SWEEP)
     assert out.returncode == 0, out.stderr
     assert "sweep finished: 2 jobs reported, 0 runs done, 16 skipped, 0 failed" in out.stdout
+    log = (tmp_path / "outputs" / "results" / "adhoc" / "sweep.log").read_text()  # beside the results, both sweeps
+    assert log.count("launching 2 jobs (BasicLauncher)") == 2 and log.count("\t#1 ") == 2
+    assert "cells={" not in out.stderr + out.stdout  # one line per job, not its override list
 
 
 def test_resume_after_sigkill_loses_only_runs_in_flight(tmp_path):

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,29 @@ from omegaconf import DictConfig, OmegaConf
 LAUNCHER_LOGGERS = ("hydra._internal.core_plugins.basic_launcher", "hydra_plugins.hydra_joblib_launcher._core",
                     "hydra_plugins.hydra_submitit_launcher.submitit_launcher")
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def sweep_log(roots: list[Path]) -> Iterator[None]:
+    """``<results>/<experiment>/sweep.log``: the sweep's plan, job lines, in-process jobs' lines and progress, and the
+    end, appended for every sweep of the experiment (each job also keeps its own log in the sweep folder)."""
+    handlers = []
+    for root in roots:
+        handler = logging.FileHandler(root / "sweep.log")
+        handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] %(message)s"))
+        handlers.append(handler)
+    loggers = [logging.getLogger(name) for name in ("imprint_bench", __name__)]
+    for logger in loggers:
+        for handler in handlers:
+            logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            for handler in handlers:
+                logger.removeHandler(handler)
+        for handler in handlers:
+            handler.close()
 
 
 class CellSweeper(Sweeper):
@@ -88,10 +113,16 @@ class CellSweeper(Sweeper):
         if self.config.get("mode") == "plan":
             print(describe_plan(groups))
             return []
-        for root in {Path(g.config.paths.results_dir) / str(g.config.experiment_name) for g in groups}:
+        roots = sorted({Path(g.config.paths.results_dir) / str(g.config.experiment_name) for g in groups})
+        for root in roots:
             ResultStore(root).check_writable()
+        with sweep_log(roots):
+            return self._launch(groups)
+
+    def _launch(self, groups: list[Any]) -> Any:
         log.info("%d jobs, %d cells, %d runs", len(groups), sum(len(g.planned) for g in groups),
                  sum(g.n_runs for g in groups))
+        assert self.config is not None and self.hydra_context is not None
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=self.hydra_context, task_function=self._task_function, config=self.config)
         sweep_dir = Path(self.config.hydra.sweep.dir)
