@@ -161,3 +161,13 @@ def test_hashes_of_runs_without_the_new_gen_fields_are_unchanged():
     assert ref.to_dict()["gen"]["seeding"] == "reference"
     external = MethodSpec.from_dict({"gen": {"name": "custom", "_target_": "m.f", "k": 1, "n": [1, 2]}})
     assert external.gen.args == (("n", (1, 2)),) and external.to_dict()["gen"]["args"] == {"n": (1, 2)}
+
+
+def test_the_readme_example_functions_pass_the_probe(monkeypatch):
+    from imprint_bench.imprint.generate import probe_external_gen
+    from imprint_bench.imprint.registry import _external
+
+    monkeypatch.syspath_prepend(str(ROOT / "examples"))
+    for target, args in (("my_gen.first_rows", (("n", 3),)), ("my_gen.trimmed_mean", (("trim", 0.2),))):
+        probe_external_gen(GenSpec("custom", 1, target=target, args=args))
+        assert _external[target].external and _external[target].seeded
