@@ -258,8 +258,8 @@ def stage_label(column: str, value: Any) -> str:
 
 def stage_color(column: str, value: Any) -> str:
     """The colour of a GEN method (or other stage) in figures: its entry's, else a stable fallback."""
-    registry = {"gen": GEN, "agg": AGG, "distance": DISTANCE}.get(column, GEN)
-    if value in registry:
+    registry = {"gen": GEN, "agg": AGG, "distance": DISTANCE}.get(column)
+    if registry is not None and value in registry:
         return registry.get(value).color
     return FALLBACK_COLORS[sum(map(ord, str(value))) % len(FALLBACK_COLORS)]
 
