@@ -124,3 +124,25 @@ def test_every_group_file_starts_from_a_typed_base_and_states_only_its_differenc
         repeated = [key for key, value in doc.items() if key not in ("defaults", "name", "kind", "source")
                     and not isinstance(value, dict) and getattr(defaults, key, object()) == value]
         assert not repeated, f"{path.name} repeats its base's defaults: {repeated}"
+
+
+def test_the_readme_site_launcher_recipe_composes_and_plans(tmp_path):
+    """README, SLURM: a launcher file of the site's, starting from the preset, given with --config-dir."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    site = tmp_path / "site" / "hydra" / "launcher"
+    site.mkdir(parents=True)
+    (site / "mysite.yaml").write_text("defaults:\n  - slurm\npartition: gpu\nadditional_parameters: {account: me}\n")
+    env = {**os.environ, "IMPRINT_BENCH_ROOT": str(tmp_path)}
+    base = [sys.executable, "-m", "imprint_bench", "--config-dir", str(tmp_path / "site")]
+    root = Path(__file__).resolve().parent.parent
+    shown = subprocess.run([*base, "hydra/launcher=mysite", "--cfg", "hydra", "-p", "hydra.launcher"], cwd=root,
+                           env=env, capture_output=True, text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert "partition: gpu" in shown.stdout and "account: me" in shown.stdout and "max_num_timeout: 3" in shown.stdout
+    plan = subprocess.run([*base, "-m", "hydra/launcher=mysite", "dataset=synthetic", "seed=1,2", "mode=plan"],
+                          cwd=root, env=env, capture_output=True, text=True, timeout=120)
+    assert plan.returncode == 0 and "plan: 1 jobs, 2 cells, 2 runs" in plan.stdout, plan.stderr
