@@ -277,11 +277,11 @@ def check_options(cfg: DictConfig) -> None:
         raise ConfigError(f"flush_every must be an integer >= 1 (rows buffered per part file), got {flush_every!r}")
 
 
-def base_method(cfg: DictConfig) -> MethodSpec:
+def base_method(cfg: DictConfig, probe: bool = True) -> MethodSpec:
     """The base MethodSpec from the composed ``norm``/``gen``/``agg`` nodes; an external GEN function is imported
     and tried on a small made-up class here, before any work."""
     spec = MethodSpec.from_dict({"norm": plain(cfg.norm), "gen": plain(cfg.gen), "agg": plain(cfg.agg)})
-    if spec.gen.target:
+    if spec.gen.target and probe:
         from imprint_bench.imprint.generate import probe_external_gen
 
         spec.gen.validate()
@@ -339,7 +339,7 @@ def plan_job(cfg: DictConfig) -> JobSpec:
     do nothing in the chosen configuration are named in one printed note."""
     cells = plan_cells(cfg)
     searching = cfg.get("optimized_metric") is not None  # a tuning sweeper's space sets options it may not use
-    unused = base_method(cfg).unused_options() if cfg.grid is None and not searching else []
+    unused = base_method(cfg, probe=False).unused_options() if cfg.grid is None and not searching else []
     if unused:
         log.warning("note: %s", "; ".join(unused))
     dataset, backbone = plain(cfg.dataset), plain(cfg.backbone)
