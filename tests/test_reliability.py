@@ -103,7 +103,6 @@ def test_unwritable_results_folder_fails_before_any_run(tmp_path, npz_file):
         assert out.returncode == 2 and "is not writable" in out.stderr and "Traceback" not in out.stderr
 
 
-@pytest.mark.slow
 def _terminal() -> None:
     """As in a terminal: Ctrl-C reaches the whole process group, whatever SIGINT disposition the test runner
     inherited (a job started in the background ignores SIGINT)."""
@@ -117,6 +116,7 @@ def _terminal() -> None:
     ("-m", "seed=1,2,3,4"),
     ("-m", "hydra/launcher=local_parallel", "dataset.seed=0,1", "seed=1,2"),  # two feature sets: two workers
 ], ids=["basic", "joblib"])
+@pytest.mark.slow
 def test_ctrl_c_prints_one_line_and_keeps_finished_runs(tmp_path, launch):
     env = {**os.environ, "IMPRINT_BENCH_ROOT": str(tmp_path), "WANDB_MODE": "disabled"}
     args = (*launch, "dataset=synthetic", "dataset.dim=16", "nc1=false", "flush_every=2",
