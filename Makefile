@@ -15,7 +15,7 @@ export MPLBACKEND ?= Agg
 export OMP_WAIT_POLICY ?= PASSIVE
 
 .DEFAULT_GOAL := help
-.PHONY: help install data run test test-fast lint format bench report dashboard beyond_ours clean clean-outputs
+.PHONY: help install data run test test-cluster test-fast lint format bench report dashboard beyond_ours clean clean-outputs
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -47,6 +47,14 @@ run: install ## Run the offline quickstart (efficientnet_lite0 on mnist5k, Table
 
 test: install $(DASH_STAMP) ## Run the whole test suite (CPU, offline; the MLflow UI test uses .venv-dashboard)
 	$(BIN)/python -m pytest
+
+# a single-node SLURM cluster of this machine (scripts/slurm_cluster.sh); its config and logs in SLURM_CLUSTER_DIR
+SLURM_CLUSTER_DIR ?= /tmp/imprint-slurm
+test-cluster: install ## Start a single-node SLURM cluster here (apt, as root), run the slurm tests on it, stop it
+	@export SLURM_CLUSTER_DIR=$(SLURM_CLUSTER_DIR) SLURM_CONF=$(SLURM_CLUSTER_DIR)/slurm.conf; \
+	  scripts/slurm_cluster.sh start || exit 1; \
+	  $(BIN)/python -m pytest -m slurm; status=$$?; \
+	  scripts/slurm_cluster.sh stop; exit $$status
 
 test-fast: install ## Run the tests without the slow (subprocess / real-weights) ones
 	$(BIN)/python -m pytest -m "not slow"

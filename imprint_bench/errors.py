@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 from pathlib import Path
 
@@ -52,3 +53,11 @@ def check_writable_folder(folder: Path, what: str, advice: str, create: bool = T
 def printable(text: str) -> str:
     """``text`` safe to print to a terminal: control characters (escape sequences, newlines) shown escaped."""
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
+
+
+def stops_the_job(err: BaseException) -> bool:
+    """Whether ``err`` is submitit's stop of a cluster job (its ``UncompletedJobError``, raised by its signal handler
+    inside whatever code runs when SLURM's time-limit signal comes and the job may not be requeued again): it ends the
+    job, it is no failure of the configuration being evaluated."""
+    utils = sys.modules.get("submitit.core.utils")
+    return utils is not None and isinstance(err, utils.UncompletedJobError)

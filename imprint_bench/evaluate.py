@@ -19,7 +19,7 @@ import torch
 
 from imprint_bench.data.base import FeatureSet
 from imprint_bench.data.tasks import Task, make_task
-from imprint_bench.errors import ConfigError, PrunedError
+from imprint_bench.errors import ConfigError, PrunedError, stops_the_job
 from imprint_bench.features import load_feature_set
 from imprint_bench.grid import prune_for_task
 from imprint_bench.identity import recorded_versions
@@ -55,6 +55,8 @@ def _nc1_columns(task: Task, feature_key: str, seed: int) -> dict[str, float]:
             textbook, reference = nc1_both(x, y)
             NC1_MEMO[key] = {"nc1": textbook, "nc1_ref": reference}
         except Exception as err:  # NC1 is an annotation; never fail the runs for it
+            if stops_the_job(err):
+                raise
             log.warning("NC1 could not be computed: %s", err)
             NC1_MEMO[key] = {"nc1": float("nan"), "nc1_ref": float("nan")}
     return NC1_MEMO[key]
@@ -150,6 +152,8 @@ def _evaluate(pending: list[tuple[MethodSpec, str]], base_row: dict[str, Any], w
             row.update(workspace.evaluate(spec, m_needed.get(_agg_group(spec))), status="ok", error="")
             outcome.ok += 1
         except Exception as err:  # one failed configuration must not stop the sweep
+            if stops_the_job(err):
+                raise
             row.update(FAILED_METRICS, status="failed", error=f"{type(err).__name__}: {err}")
             outcome.failed += 1
             outcome.failures.append(f"{spec.to_flat()}: {row['error']}")

@@ -18,7 +18,7 @@ LAYERS: list[list[str]] = [
     ["data", "backbones", "features"],
     ["imprint"],
     ["grid", "plan", "results", "config", "config_schema", "model"],
-    ["evaluate", "runner", "sweep", "tracking", "report"],
+    ["evaluate", "runner", "sweep", "tracking", "report", "cluster"],
     ["callbacks", "__main__"],
     ["hydra_plugins"],  # the imprint sweeper: Hydra loads it, it drives the package
 ]

@@ -5,6 +5,8 @@ Hydra only instantiates sweepers defined under ``hydra_plugins``; the logic live
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import sys
 from collections.abc import Iterator
@@ -120,6 +122,8 @@ class CellSweeper(Sweeper):
             return self._launch(groups)
 
     def _launch(self, groups: list[Any]) -> Any:
+        from imprint_bench.cluster import is_slurm, launch_error, use_squeue_without_accounting
+
         log.info("%d jobs, %d cells, %d runs", len(groups), sum(len(g.planned) for g in groups),
                  sum(g.n_runs for g in groups))
         assert self.config is not None and self.hydra_context is not None
@@ -136,10 +140,25 @@ class CellSweeper(Sweeper):
         for i, group in enumerate(groups):
             log.info("\t#%d %s", i, group.describe())
         size = self.max_batch_size if self.max_batch_size and self.max_batch_size > 0 else len(jobs)
+        launcher_cfg = self.config.hydra.launcher
+        if is_slurm(launcher_cfg):
+            use_squeue_without_accounting()
         returns = []
         for start in range(0, len(jobs), size):
-            results = self.launcher.launch(jobs[start:start + size], initial_job_idx=start)
-            for r in results:
-                _ = r.return_value  # re-raises a job's exception (a ConfigError: bad data found by a job)
+            stderr = io.StringIO()  # submitit prints a failed sbatch's stderr: said once, in the line below
+            try:
+                with contextlib.redirect_stderr(stderr):
+                    results = self.launcher.launch(jobs[start:start + size], initial_job_idx=start)
+                for r in results:
+                    _ = r.return_value  # re-raises a job's exception (a ConfigError: bad data found by a job)
+            except Exception as err:  # submitit: sbatch refused the jobs, or a cluster job was stopped or died
+                line = launch_error(err, launcher_cfg)
+                if line is None:
+                    sys.stderr.write(stderr.getvalue())
+                    raise
+                log.debug("launch failed", exc_info=True)
+                print(f"error: {line}", file=sys.stderr)
+                raise SystemExit(1) from None
+            sys.stderr.write(stderr.getvalue())
             returns.append(results)
         return returns
