@@ -18,7 +18,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 #: The launchers' loggers, whose INFO lines list every job's overrides.
 LAUNCHER_LOGGERS = ("hydra._internal.core_plugins.basic_launcher", "hydra_plugins.hydra_joblib_launcher._core",
@@ -49,6 +49,43 @@ def sweep_log(roots: list[Path]) -> Iterator[None]:
             handler.close()
 
 
+class ComposedOnce:
+    """Hydra's config loader for the launcher, serving each job's config from the compositions made while planning
+    (one per selection of config groups, the job's values applied to a copy, as Hydra applies them after composing):
+    an in-process launch composes nothing again. A launcher that ships it to other processes (joblib, submitit)
+    ships Hydra's own loader."""
+
+    def __init__(self, loader: Any, composer: Any) -> None:
+        self._loader, self._composer = loader, composer
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("_loader", "_composer"):
+            raise AttributeError(name)
+        return getattr(self._loader, name)
+
+    def __reduce__(self) -> tuple:
+        return _loader_itself, (self._loader,)
+
+    def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
+        from hydra._internal.config_loader_impl import get_overrides_dirname
+
+        parsed = OverridesParser.create().parse_overrides(list(sweep_overrides))
+        if any(o.is_hydra_override() for o in parsed):
+            return self._loader.load_sweep_config(master_config, sweep_overrides)
+        cfg = self._composer(list(sweep_overrides))
+        job = cfg.hydra.job
+        cfg.hydra.overrides.task = [o.input_line for o in parsed]
+        job.override_dirname = get_overrides_dirname(
+            overrides=parsed, kv_sep=job.config.override_dirname.kv_sep,
+            item_sep=job.config.override_dirname.item_sep, exclude_keys=job.config.override_dirname.exclude_keys)
+        OmegaConf.copy_cache(from_config=master_config, to_config=cfg)
+        return cfg
+
+
+def _loader_itself(loader: Any) -> Any:
+    return loader
+
+
 class CellSweeper(Sweeper):
     """Expands the sweep like Hydra's basic sweeper, then groups jobs that differ only in ``task``/``seed``
     into one job per feature set. ``mode=plan`` prints the plan and launches nothing."""
@@ -68,18 +105,28 @@ class CellSweeper(Sweeper):
         self.launcher: Any = None
         self._task_function: TaskFunction | None = None
         self._groups: dict[str, set[str]] = {}  # config groups under each parent, listed once
+        self.composer: Any = None  # imprint_bench.sweep.Composer over Hydra's load_sweep_config, set by setup
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        from imprint_bench.sweep import Composer
+
         self.hydra_context = hydra_context
         self.config = config
         self._task_function = task_function
+        self.composer = Composer(self._compose_job, self._is_group)
+
+    def _compose_job(self, overrides: list[str]) -> DictConfig:
+        """A job's whole config (``hydra`` node included) as Hydra's launchers compose it."""
+        assert self.config is not None and self.hydra_context is not None
+        return self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
 
     def _compose(self, overrides: list[str]) -> DictConfig:
-        """A job's config as the job will see it (without the ``hydra`` node), through Hydra's compose API."""
-        from hydra import compose
-
-        assert self.config is not None
-        return compose(self.config.hydra.job.config_name, overrides=list(overrides))
+        """A job's config as the job will see it, without the ``hydra`` node (what planning reads)."""
+        assert self.composer is not None
+        cfg = self.composer(overrides)
+        with open_dict(cfg):
+            del cfg["hydra"]
+        return cfg
 
     def _is_group(self, key: str) -> bool:
         """Whether an override key selects a config group (``dataset``, ``hydra/launcher``) or sets a value."""
@@ -105,13 +152,13 @@ class CellSweeper(Sweeper):
 
     def _sweep(self, arguments: list[str]) -> Any:
         from imprint_bench.results import ResultStore
-        from imprint_bench.sweep import Composer, describe_plan, expand, group_jobs, plan_groups
+        from imprint_bench.sweep import describe_plan, expand, group_jobs, plan_groups
 
         assert self.config is not None and self.hydra_context is not None
         args = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         groups = group_jobs(expand(parser.parse_overrides(args)))
-        plan_groups(groups, Composer(self._compose, self._is_group))
+        plan_groups(groups, self._compose)
         if self.config.get("mode") == "plan":
             print(describe_plan(groups))
             return []
@@ -127,8 +174,10 @@ class CellSweeper(Sweeper):
         log.info("%d jobs, %d cells, %d runs", len(groups), sum(len(g.planned) for g in groups),
                  sum(g.n_runs for g in groups))
         assert self.config is not None and self.hydra_context is not None
+        context = HydraContext(config_loader=ComposedOnce(self.hydra_context.config_loader, self.composer),
+                               callbacks=self.hydra_context.callbacks)
         self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=self.hydra_context, task_function=self._task_function, config=self.config)
+            hydra_context=context, task_function=self._task_function, config=self.config)
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
@@ -145,20 +194,23 @@ class CellSweeper(Sweeper):
             use_squeue_without_accounting()
         returns = []
         for start in range(0, len(jobs), size):
-            stderr = io.StringIO()  # submitit prints a failed sbatch's stderr: said once, in the line below
+            # on SLURM, submitit prints a failed sbatch's stderr: held back, so that it is said once, in our line
+            held, said = io.StringIO(), False
             try:
-                with contextlib.redirect_stderr(stderr):
+                with contextlib.redirect_stderr(held) if is_slurm(launcher_cfg) else contextlib.nullcontext():
                     results = self.launcher.launch(jobs[start:start + size], initial_job_idx=start)
                 for r in results:
                     _ = r.return_value  # re-raises a job's exception (a ConfigError: bad data found by a job)
             except Exception as err:  # submitit: sbatch refused the jobs, or a cluster job was stopped or died
                 line = launch_error(err, launcher_cfg)
                 if line is None:
-                    sys.stderr.write(stderr.getvalue())
                     raise
                 log.debug("launch failed", exc_info=True)
                 print(f"error: {line}", file=sys.stderr)
+                said = True
                 raise SystemExit(1) from None
-            sys.stderr.write(stderr.getvalue())
+            finally:
+                if not said:
+                    sys.stderr.write(held.getvalue())
             returns.append(results)
         return returns

@@ -23,9 +23,20 @@ class FeatureSet:
     class_names: list[str] = field(default_factory=list)
     key: str = ""
     source: str = ""
+    _by_class: dict[int, torch.Tensor] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.validate()
+
+    def class_rows(self, label: int) -> torch.Tensor:
+        """The train rows of class ``label``, in dataset order. All classes are split off in one pass on first use
+        (one stable sort by label) and shared by every task that has the class: views, not copies per task."""
+        if self._by_class is None:
+            order = torch.argsort(self.y_train, stable=True)
+            labels, counts = torch.unique_consecutive(self.y_train[order], return_counts=True)
+            blocks = torch.split(self.x_train[order], counts.tolist())
+            self._by_class = dict(zip(labels.tolist(), blocks, strict=True))
+        return self._by_class.get(int(label), self.x_train[:0])
 
     @property
     def dim(self) -> int:

@@ -112,7 +112,7 @@ def make_task(features: FeatureSet, name: str, classes: Sequence[int] | None, sh
         raise ConfigError(f"task.shots must be -1 (all samples) or a positive number, got {shots}")
     train, val, short = [], [], []
     for label in labels:
-        x = features.x_train[features.y_train == label]
+        x = features.class_rows(label)
         if holdout.active:
             held, x = _hold_out(x, holdout, seed, label, name)
             val.append(held)
