@@ -11,6 +11,7 @@ The ``imprint`` sweeper plugin (``hydra_plugins/imprint_bench_sweeper``) drives 
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -144,19 +145,27 @@ def group_jobs(jobs: list[list[str]]) -> list[JobGroup]:
     return list(groups.values())
 
 
-def plan_groups(groups: list[JobGroup], compose: Compose) -> None:
+def plan_groups(groups: list[JobGroup], compose: Compose, compose_task: Compose | None = None) -> None:
     """Compose and plan every cell of every group (fills ``JobGroup.planned``); a ConfigError names the job.
 
     Each group is composed once, and each distinct set of task overrides once over the overrides all groups
     share; a group whose own composition shows a different task node (an experiment that sets task fields)
-    has its other tasks composed with its own overrides."""
+    has its other tasks composed with its own overrides. ``compose_task`` (optional) composes a task node on its
+    own from overrides that select a task option (``task=even task.shots=5``), which is cheaper than a whole
+    config; it is used where the first cell's task node shows that nothing else sets task fields."""
     everywhere = set.intersection(*(set(g.overrides) for g in groups)) if groups else set()
     task_nodes: dict[tuple[str, ...], DictConfig] = {}
+    isolated = compose_task is not None
 
     def task_node(task_overrides: tuple[str, ...], base: list[str]) -> DictConfig:
         key = (*base, "|", *task_overrides)
         if key not in task_nodes:
-            task_nodes[key] = compose([*base, *task_overrides]).task
+            node = None
+            if base is shared and isolated and _selects_task(task_overrides):
+                assert compose_task is not None
+                with contextlib.suppress(Exception):  # a bad option: the whole composition says so, in its words
+                    node = compose_task(list(task_overrides)).task
+            task_nodes[key] = node if node is not None else compose([*base, *task_overrides]).task
         return task_nodes[key]
 
     shared = [o for o in groups[0].overrides if o in everywhere] if groups else []
@@ -165,6 +174,9 @@ def plan_groups(groups: list[JobGroup], compose: Compose) -> None:
             first = compose([*group.overrides, *group.cells[0]])
             split = _task_overrides(group.cells[0])
             base = shared
+            if isolated and _selects_task(split) and first.task != task_node(split, shared):
+                isolated = False  # something besides the task options sets task fields: compose tasks in full
+                task_nodes.clear()
             if first.task != task_node(split, shared):
                 base = list(group.overrides)
                 task_nodes[(*base, "|", *split)] = first.task
@@ -173,6 +185,11 @@ def plan_groups(groups: list[JobGroup], compose: Compose) -> None:
             group.config = first
         except ConfigError as err:
             raise ConfigError(f"job {' '.join(group.overrides) or '(no overrides)'}: {err}") from err
+
+
+def _selects_task(task_overrides: tuple[str, ...]) -> bool:
+    """Whether the overrides choose a task option (``task=even``; not a deletion)."""
+    return any(o.lstrip("+").split("=", 1)[0] == "task" for o in task_overrides)
 
 
 def _task_overrides(cell_overrides: list[str]) -> tuple[str, ...]:

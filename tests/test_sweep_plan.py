@@ -93,3 +93,31 @@ def test_job_overrides_carry_every_cell(compose_cfg, npz_file):
     assert not any(o.startswith("cells=") for o in single[0].job_overrides())
     with pytest.raises(ConfigError, match="cells must be"):
         job_cells(compose_cfg("cells={pairs:[[3,1]]}"))
+
+
+def test_task_nodes_composed_on_their_own_plan_the_same_cells(compose_cfg, npz_file):
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+
+    from imprint_bench.config import CONFIG_MODULE
+
+    alone: list[list[str]] = []
+
+    def compose_task(overrides: list[str]):
+        alone.append(overrides)
+        GlobalHydra.instance().clear()
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+            return hydra_compose(overrides=[f"+{o}" if o.startswith("task=") else o for o in overrides])
+
+    for extra in ((), ("experiment=beyond_ours",)):  # beyond_ours sets task fields: tasks are composed in full
+        compose, calls = counting(compose_cfg)
+        alone.clear()
+        groups = group_jobs(jobs_of("dataset=features", f"dataset.path={npz_file}", *extra, "method=qi,ours",
+                                    "task=all,even,odd", "seed=1,2"))
+        plan_groups(groups, Composer(compose, lambda key: key in GROUPS), compose_task)
+        assert len(calls) == (2 if not extra else 2 + 3) and len(alone) == (3 if not extra else 1)
+        for group in groups:
+            for cell_overrides, planned in zip(group.cells, group.planned, strict=True):
+                cell, plan = own_cell(plan_job(compose_cfg(*group.overrides, *cell_overrides)))
+                assert (planned.cell.hash, planned.plan.specs) == (cell.hash, plan.specs)

@@ -128,6 +128,15 @@ class CellSweeper(Sweeper):
             del cfg["hydra"]
         return cfg
 
+    def _compose_task(self, overrides: list[str]) -> DictConfig:
+        """A task node on its own (the option, ``+task=even``, and task values), without the rest of the config."""
+        from hydra.types import RunMode
+
+        assert self.hydra_context is not None
+        alone = [f"+{o.lstrip('+')}" if o.lstrip("+").split("=", 1)[0] == "task" else o for o in overrides]
+        return self.hydra_context.config_loader.load_configuration(config_name=None, overrides=alone,
+                                                                   run_mode=RunMode.RUN)
+
     def _is_group(self, key: str) -> bool:
         """Whether an override key selects a config group (``dataset``, ``hydra/launcher``) or sets a value."""
         assert self.hydra_context is not None
@@ -158,7 +167,7 @@ class CellSweeper(Sweeper):
         args = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         groups = group_jobs(expand(parser.parse_overrides(args)))
-        plan_groups(groups, self._compose)
+        plan_groups(groups, self._compose, self._compose_task)
         if self.config.get("mode") == "plan":
             print(describe_plan(groups))
             return []
