@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -131,3 +132,110 @@ def predict_main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(f"error: {err}") from err
     for path, name in zip(args.images, names, strict=True):
         print(f"{printable(str(path))}\t{printable(name)}")
+
+
+#: Metadata of a head file that describes its classes as they were: a grown head writes its own.
+_STALE_METADATA = ("labels", "task", "norm_inf", "agg", "class_names", "method", "format")
+
+
+def extend_main(argv: Sequence[str] | None = None) -> None:
+    """``imprint-bench-extend HEAD DATA --out NEW``: add the classes of DATA to a saved head, without its old rows."""
+    parser = argparse.ArgumentParser(description=extend_main.__doc__, epilog=(
+        "DATA is an .npz of features (X_train, y_train, optional class_names) or a folder of images, one subfolder "
+        "per class (the head's backbone extracts them). Per-class methods keep the existing proxies bit-identical; "
+        "ls/kls re-solve all proxies from the statistics the head keeps; a CL2N centre moves (the command says so)."))
+    parser.add_argument("head", type=Path, help="a head saved with save_head=PATH (or ImprintedHead.save)")
+    parser.add_argument("data", type=Path, help="an .npz of features or a folder of class subfolders of images")
+    parser.add_argument("--out", type=Path, required=True, help="where to write the grown head (.safetensors)")
+    parser.add_argument("--replace", action="store_true", help="imprint classes the head already has again")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--checkpoint", type=Path, help="the backbone's local weights file, if it has one")
+    args = parser.parse_args(argv)
+    try:
+        _extend(args)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _extend(args: argparse.Namespace) -> None:
+    from imprint_bench.errors import check_writable_folder
+    from imprint_bench.imprint.incremental import check_extensible, extend_head
+
+    if not args.head.is_file():
+        raise ConfigError(f"head file {args.head} does not exist or is not a file")
+    if not args.data.exists():
+        raise ConfigError(f"{args.data} does not exist: give an .npz of features or a folder of class subfolders")
+    if args.out.is_dir():
+        raise ConfigError(f"--out {args.out} is a folder; give a file path, e.g. {args.out / 'head.safetensors'}")
+    if args.out.resolve() == args.head.resolve():
+        raise ConfigError("--out must differ from HEAD (the head you extend is kept as it is)")
+    check_writable_folder(args.out.parent, f"--out {args.out}: cannot write into {args.out.parent}",
+                          "choose a writable folder")
+    device = resolve_device(args.device)
+    try:
+        meta = ImprintedHead.read_metadata(args.head)
+        head = ImprintedHead.load(args.head, device)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    except Exception as err:  # safetensors' own error for a file that is not a safetensors file
+        raise ConfigError(f"{args.head} is not a head file saved by imprint-bench ({err})") from err
+    if args.data.is_dir():
+        names = sorted(p.name for p in args.data.iterdir() if p.is_dir() and not p.name.startswith("."))
+        check_extensible(head, names, head.proxies.shape[1], args.replace)
+        xs = _image_features(args, names, device)
+    else:
+        names, xs = _npz_rows(args.data)
+        check_extensible(head, names, int(xs[0].shape[1]) if xs else head.proxies.shape[1], args.replace)
+    grown = extend_head(head, xs, names, args.replace)
+    extra = {k: v for k, v in meta.items() if k not in _STALE_METADATA and not k.startswith("growth.")}
+    grown.head.save(args.out, extra)
+    rows = sum(int(x.shape[0]) for x in xs)
+    print(f"added {len(grown.added) - len(grown.replaced)} classes, replaced {len(grown.replaced)} ({rows} rows): "
+          f"{grown.head.n_classes} classes, {grown.head.n_proxies} proxies -> {printable(str(args.out))}")
+    for note in grown.notes:
+        print(f"note: {note}")
+    print("the head equals imprinting all its classes at once" if grown.exact else
+          "the head is NOT what imprinting all its classes at once would give (see the note above)")
+
+
+def _npz_rows(path: Path) -> tuple[list[str], list[torch.Tensor]]:
+    """Class names and train rows per class of a features .npz (the ``features`` dataset's reader and checks)."""
+    from imprint_bench.data.npz import load_npz_features
+
+    features = load_npz_features(path)
+    labels = sorted(set(features.y_train.tolist()))
+    names = [features.class_names[c] if c < len(features.class_names) else str(c) for c in labels]
+    return names, [features.class_rows(c) for c in labels]
+
+
+def _image_features(args: argparse.Namespace, names: list[str], device: torch.device) -> list[torch.Tensor]:
+    """Features of each class subfolder's images, by the head's own backbone (batches of 32, a progress bar)."""
+    from tqdm.auto import tqdm
+
+    from imprint_bench.data import IMAGE_EXTENSIONS
+
+    model = ImprintedClassifier.load(args.head, device, args.checkpoint)
+    files = {n: sorted(p for p in (args.data / n).rglob("*") if p.is_file() and p.name.lower().endswith(
+        IMAGE_EXTENSIONS)) for n in names}
+    empty = [n for n, f in files.items() if not f]
+    if empty:
+        raise ConfigError(f"class folders without images ({', '.join(IMAGE_EXTENSIONS)}): {empty[:10]}")
+    out = []
+    with tqdm(total=sum(map(len, files.values())), desc="extracting", unit="image") as bar, torch.no_grad():
+        for name in names:
+            rows = []
+            for start in range(0, len(files[name]), 32):
+                images = []
+                for path in files[name][start:start + 32]:
+                    try:
+                        with open_image(path) as image:
+                            image.load()
+                            images.append(model._uint8(image))
+                    except (OSError, SyntaxError, ValueError) as err:
+                        raise ConfigError(f"cannot decode image {path}: {err}") from err
+                batch = model.preprocess.normalize(torch.stack(images).to(device))
+                rows.append(model.backbone(batch).flatten(1).float())
+                bar.update(len(images))
+            out.append(torch.cat(rows))
+    return out

@@ -5,6 +5,7 @@ are solved jointly over a task's classes (spec §4.2)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -170,12 +171,82 @@ def least_squares_weights(groups: list[torch.Tensor], lam: float, gram: torch.Te
     (LU when λ = 0 leaves the system singular; the reference inverts in float32)."""
     n = sum(int(g.shape[0]) for g in groups)
     gram = gram if gram is not None else summed([gram_matrix(g) for g in groups])
+    means = torch.stack([g.to(torch.float64).mean(0) for g in groups])  # [G, d]
+    return solve_least_squares(gram, n, means, lam).to(groups[0].dtype)
+
+
+def solve_least_squares(gram: torch.Tensor, n: int, means: torch.Tensor, lam: float) -> torch.Tensor:
+    """W [G, d] (float64) from the LS system's sufficient statistics: XᵀX over the N rows, N and the group means
+    [G, d]. The joint solve and the extension of a saved head both go through here (the same arithmetic)."""
     system = gram / n
     system.diagonal().add_(lam)
-    means = torch.stack([g.to(torch.float64).mean(0) for g in groups], dim=1)  # [d, G]
+    rhs = means.T  # [d, G]
     factor, info = torch.linalg.cholesky_ex(system)  # symmetric positive definite for λ > 0: half an LU
-    w = (torch.cholesky_solve(means, factor) if int(info) == 0 else torch.linalg.solve(system, means)).T / len(groups)
-    return w.to(groups[0].dtype)
+    w = torch.cholesky_solve(rhs, factor) if int(info) == 0 else torch.linalg.solve(system, rhs)
+    return w.T / means.shape[0]
+
+
+@dataclass
+class LeastSquaresStatistics:
+    """What ``ls``/``kls`` proxies are solved from, kept so that a head can take new classes exactly without the
+    rows: XᵀX over the rows of the solved groups, their number, each group's mean and class, and the raw rows of
+    classes that are not solved (kls: fewer rows than k)."""
+
+    gram: torch.Tensor  # [d, d] float64
+    rows: int
+    means: torch.Tensor  # [G, d] float64
+    group_class: torch.Tensor  # [G] int64: index of the class each group belongs to
+
+    def add(self, other: LeastSquaresStatistics, class_offset: int) -> LeastSquaresStatistics:
+        """These statistics with ``other``'s (classes numbered from ``class_offset``) added after them."""
+        gram = self.gram.clone()
+        gram += other.gram
+        return LeastSquaresStatistics(gram, self.rows + other.rows, torch.cat([self.means, other.means]),
+                                      torch.cat([self.group_class, other.group_class + class_offset]))
+
+
+def least_squares_groups(xs: list[torch.Tensor], labels: list[int], spec: GenSpec,
+                         seed: int) -> tuple[list[int], list[torch.Tensor]]:
+    """The classes an ``ls``/``kls`` system solves and its groups: each class (ls, or kls with k = 1), or each
+    solved class's k k-means pseudo-classes (kls; a class with fewer than k rows, or k = -1, keeps its raw rows and
+    is left out, as in the reference)."""
+    if spec.name == "ls" or spec.k == 1:
+        return list(range(len(xs))), list(xs)
+    solved = [i for i, x in enumerate(xs) if not takes_all(x, spec.k)]
+    seeds = class_seeds(spec, seed, [labels[i] for i in solved])
+    centers = kmeans([xs[i] for i in solved], spec.k, seeds, spec.backend, spec.kmeans_iters)
+    groups: list[torch.Tensor] = []
+    for i, c in zip(solved, centers, strict=True):
+        assign = torch.cdist(xs[i], c).argmin(1)
+        # an (unusual) empty cluster keeps its centre as a one-row pseudo-class, so every class has k rows;
+        # that row is not part of the cached XᵀX, a negligible inconsistency in the LS system
+        groups.extend(xs[i][assign == j] if bool((assign == j).any()) else c[j : j + 1] for j in range(spec.k))
+    return solved, groups
+
+
+def least_squares_statistics(xs: list[torch.Tensor], labels: list[int], spec: GenSpec, seed: int,
+                             grams: list[torch.Tensor] | None = None) -> LeastSquaresStatistics:
+    """The sufficient statistics of the ``ls``/``kls`` system over ``xs`` (per-class ``grams`` when cached)."""
+    solved, groups = least_squares_groups(xs, labels, spec, seed)
+    per_class = len(groups) // max(len(solved), 1)
+    gram = summed([grams[i] if grams else gram_matrix(xs[i]) for i in solved]) if solved else None
+    d = xs[0].shape[1]
+    return LeastSquaresStatistics(
+        gram if gram is not None else torch.zeros(d, d, dtype=torch.float64, device=xs[0].device),
+        sum(int(g.shape[0]) for g in groups),
+        torch.stack([g.to(torch.float64).mean(0) for g in groups]) if groups
+        else torch.zeros(0, d, dtype=torch.float64, device=xs[0].device),
+        torch.tensor([i for i in solved for _ in range(per_class)], dtype=torch.int64))
+
+
+def least_squares_blocks(stats: LeastSquaresStatistics, lam: float, raw: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Per-class proxy blocks from the statistics: each solved class its groups' weights, the others ``raw``."""
+    out = list(raw)
+    if stats.means.shape[0]:
+        w = solve_least_squares(stats.gram, stats.rows, stats.means, lam).to(raw[0].dtype)
+        for i in stats.group_class.unique().tolist():
+            out[i] = w[(stats.group_class == i).to(w.device)]
+    return out
 
 
 def joint_least_squares(
@@ -192,16 +263,7 @@ def joint_least_squares(
     ``grams`` are optional cached per-class XᵀX (pseudo-classes partition a class, so they add up)."""
     if spec.name == "ls" or spec.k == 1:
         return list(torch.split(least_squares_weights(xs, lam, summed(grams) if grams else None), 1))
-    solved = [i for i, x in enumerate(xs) if not takes_all(x, spec.k)]
-    seeds = class_seeds(spec, seed, [labels[i] for i in solved])
-    centers = kmeans([xs[i] for i in solved], spec.k, seeds, spec.backend, spec.kmeans_iters)
-    groups: list[torch.Tensor] = []
-    for i, c in zip(solved, centers, strict=True):
-        assign = torch.cdist(xs[i], c).argmin(1)
-        # an (unusual) empty cluster keeps its centre as a one-row pseudo-class, so every class has k rows;
-        # that row is not part of the cached XᵀX, a negligible inconsistency in the LS system
-
-        groups.extend(xs[i][assign == j] if bool((assign == j).any()) else c[j : j + 1] for j in range(spec.k))
+    solved, groups = least_squares_groups(xs, labels, spec, seed)
     gram = summed([grams[i] for i in solved]) if grams and solved else None
     weights = torch.split(least_squares_weights(groups, lam, gram), spec.k) if groups else []
     out = list(xs)

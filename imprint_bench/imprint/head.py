@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,9 +14,10 @@ from imprint_bench.data.base import FeatureSet
 from imprint_bench.data.tasks import make_task
 from imprint_bench.errors import ConfigError, printable
 from imprint_bench.imprint.aggregate import class_scores
+from imprint_bench.imprint.generate import LeastSquaresStatistics, least_squares_statistics
 from imprint_bench.imprint.normalize import normalize_features
 from imprint_bench.imprint.pipeline import Workspace
-from imprint_bench.imprint.registry import check_norm
+from imprint_bench.imprint.registry import check_norm, gen_stage
 from imprint_bench.imprint.spec import AggSpec, MethodSpec, resolve_method
 
 if TYPE_CHECKING:
@@ -48,6 +50,7 @@ class ImprintedHead(nn.Module):
         self.n_classes = int(owner.max()) + 1 if owner.numel() else 0
         self.class_names = list(class_names) if class_names else [str(i) for i in range(self.n_classes)]
         self.method = method
+        self.growth = GrowthState()  # what taking new classes later needs (imprint_bench.imprint.incremental)
 
     @classmethod
     def fit(
@@ -76,9 +79,21 @@ class ImprintedHead(nn.Module):
 
     @classmethod
     def from_workspace(cls, workspace: Workspace, spec: MethodSpec) -> ImprintedHead:
-        """The head of ``spec`` on a workspace's task (GEN → NORMpost), ready for inference."""
+        """The head of ``spec`` on a workspace's task (GEN → NORMpost), ready for inference, with what taking new
+        classes later needs (the seed, each class's seeding label and rows; for ls/kls the LS statistics)."""
         proxies, owner, _ = workspace.imprinted(spec)
-        return cls(proxies, owner, spec.norm_inf, spec.agg, workspace.task.class_names, workspace.center, spec)
+        head = cls(proxies, owner, spec.norm_inf, spec.agg, workspace.task.class_names, workspace.center, spec)
+        task = workspace.task
+        stage = gen_stage(spec.gen.name, spec.gen.target)
+        head.growth = GrowthState(seed=workspace.seed, labels=list(task.labels),
+                                  rows=[int(x.shape[0]) for x in task.train],
+                                  lam=workspace.ridge(spec) if stage.lam else None)
+        if stage.incremental == "statistics":
+            xs = workspace.train_normed(spec.norm_pre)
+            head.growth.ls = least_squares_statistics(xs, task.labels, spec.gen, workspace.seed,
+                                                      workspace.grams(spec, xs))
+            head.growth.raw = torch.cat(workspace.proxies(spec)[0])
+        return head
 
     @property
     def n_proxies(self) -> int:
@@ -108,8 +123,9 @@ class ImprintedHead(nn.Module):
             "method": json.dumps(self.method.to_dict() if self.method else None),
             "format": "imprint_bench.ImprintedHead/1",
         }
+        meta.update(self.growth.metadata())
         tensors = {k: v.detach().cpu().contiguous() for k, v in (("proxies", self.proxies), ("owner", self.owner),
-                                                                 ("center", self.center))}
+                                                                 ("center", self.center), *self.growth.tensors())}
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(path.suffix + ".tmp")
         try:
@@ -138,7 +154,72 @@ class ImprintedHead(nn.Module):
         meta = cls.read_metadata(path)
         with safe_open(str(path), framework="pt", device=str(device)) as f:
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
-        return cls(*_checked_head(path, tensors, meta))
+        head = cls(*_checked_head(path, tensors, meta))
+        head.growth = GrowthState.read(path, meta, tensors, head)
+        return head
+
+
+@dataclass
+class GrowthState:
+    """What a head keeps so that it can take new classes later without the old rows (``imprint-bench-extend``):
+    the run seed and each class's seeding label (new classes draw as they would in one joint imprinting), the
+    train rows per class (the running CL2N centre), λ, and for ls/kls the LS statistics with the GEN output before
+    NORMpost. Heads saved before this existed have none of it; extending one says what is missing."""
+
+    seed: int | None = None
+    labels: list[int] | None = None
+    rows: list[int] | None = None
+    lam: float | None = None
+    ls: LeastSquaresStatistics | None = None
+    raw: torch.Tensor | None = None  # GEN output before NORMpost (ls/kls heads)
+
+    def metadata(self) -> dict[str, str]:
+        fields = {"seed": self.seed, "labels": self.labels, "rows": self.rows, "lam": self.lam,
+                  "ls_rows": self.ls.rows if self.ls else None}
+        return {f"growth.{k}": json.dumps(v) for k, v in fields.items() if v is not None}
+
+    def tensors(self) -> list[tuple[str, torch.Tensor]]:
+        out = [("growth.raw", self.raw)] if self.raw is not None else []
+        if self.ls is not None:
+            out += [("growth.ls_gram", self.ls.gram), ("growth.ls_means", self.ls.means),
+                    ("growth.ls_group_class", self.ls.group_class)]
+        return out
+
+    @classmethod
+    def read(cls, path: str | Path, meta: dict[str, str], tensors: dict[str, torch.Tensor],
+             head: ImprintedHead) -> GrowthState:
+        """The state stored in a head file, checked against the head (a ConfigError names the field)."""
+        def bad(what: str) -> ConfigError:
+            return ConfigError(f"{printable(str(path))} is not a valid imprint_bench head: {what}")
+
+        values = {}
+        for key in ("seed", "labels", "rows", "lam", "ls_rows"):
+            raw = meta.get(f"growth.{key}")
+            try:
+                values[key] = json.loads(raw) if raw is not None else None
+            except ValueError as err:
+                raise bad(f"metadata field 'growth.{key}' is not valid JSON ({err})") from err
+        for key in ("labels", "rows"):
+            value = values[key]
+            if value is not None and (not isinstance(value, list) or len(value) != head.n_classes
+                                      or not all(isinstance(v, int) and v >= 0 for v in value)):
+                raise bad(f"metadata field 'growth.{key}' must list one integer >= 0 per class ({head.n_classes})")
+        if values["seed"] is not None and not isinstance(values["seed"], int):
+            raise bad("metadata field 'growth.seed' must be an integer")
+        d = head.proxies.shape[1]
+        ls = None
+        if "growth.ls_gram" in tensors:
+            gram, means, group_class = (tensors.get(f"growth.ls_{k}") for k in ("gram", "means", "group_class"))
+            if (gram.shape != (d, d) or means is None or group_class is None or means.ndim != 2
+                    or means.shape[1] != d or group_class.shape != (means.shape[0],)
+                    or not isinstance(values["ls_rows"], int)):
+                raise bad("the LS statistics (growth.ls_*) do not fit the head's proxies")
+            ls = LeastSquaresStatistics(gram.to(torch.float64), values["ls_rows"], means.to(torch.float64),
+                                        group_class.to(torch.int64))
+        raw = tensors.get("growth.raw")
+        if raw is not None and raw.shape != head.proxies.shape:
+            raise bad(f"growth.raw must have the proxies' shape {tuple(head.proxies.shape)}")
+        return cls(values["seed"], values["labels"], values["rows"], values["lam"], ls, raw)
 
 
 #: Bounds of what a head file may hold (a tampered file must not make the loader or the terminal work hard).

@@ -114,6 +114,24 @@ def quantile_normalize_classes(proxies: list[torch.Tensor]) -> list[torch.Tensor
     return out
 
 
+def quantile_normalize_after(proxies: list[torch.Tensor], earlier: list[torch.Tensor]) -> list[torch.Tensor]:
+    """quantile NORMpost of classes that come after ``earlier`` ones (already normalised): the same result as one
+    pass over all of them, since the earlier outputs are the pool (a mapped class's rows each hold its quantile
+    vector, so they add the same multiset as the sequential pass)."""
+    if not earlier:
+        return quantile_normalize_classes(proxies)
+    q = quantile_targets(proxies[0].shape[1], proxies[0].device)
+    ref = WeightedSortedValues(proxies[0].device)
+    for block in earlier:
+        ref.add(block)
+    out = []
+    for p in proxies:
+        y = ref.quantiles(q)
+        out.append(rank_assign(p, y))
+        ref.add(y, multiplicity=p.shape[0])
+    return out
+
+
 def identity_proxies(proxies: list[torch.Tensor]) -> list[torch.Tensor]:
     """``none``: unchanged."""
     return list(proxies)

@@ -132,7 +132,7 @@ class Workspace:
             hit = self.proxy_cache.get((*key, "task"))
             if hit is None:
                 start = time.perf_counter()
-                blocks = generate_task_proxies(xs, labels, spec.gen, self.seed, self.ridge(spec), self._grams(spec, xs))
+                blocks = generate_task_proxies(xs, labels, spec.gen, self.seed, self.ridge(spec), self.grams(spec, xs))
                 hit = (torch.cat(blocks), time.perf_counter() - start)
                 self.proxy_cache.put((*key, "task"), *hit)
             return list(torch.split(hit[0], _joint_block_sizes(spec, xs))), hit[1]
@@ -147,7 +147,7 @@ class Workspace:
                 self.proxy_cache.put((*key, labels[i]), block, share)
         return [found[label][0] for label in labels], sum(found[label][1] for label in labels)
 
-    def _grams(self, spec: MethodSpec, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+    def grams(self, spec: MethodSpec, xs: list[torch.Tensor]) -> list[torch.Tensor]:
         """Per-class XᵀX of the NORMpre'd data, cached like proxies (shared by ls/kls across tasks and seeds)."""
         sample_seed = self.seed if self.task.seed_drawn else None  # few-shot / validation rows depend on the seed
         scope = tuple(self.task.labels) if NORM.get(spec.norm_pre).task_scoped else None  # cl2n: the task mean

@@ -61,6 +61,8 @@ class GenStage(Stage):
     - ``no_auto_k``: why ``gen.k=auto`` is not valid (empty: it is).
     - ``lam``: takes the ridge λ. ``kmeans``: ``gen.backend``, ``gen.kmeans_iters`` and ``gen.seeding`` apply.
     - ``k1_is``: the method this one equals at k = 1 (kls with k = 1 is ls).
+    - ``incremental``: how a saved head takes new classes: ``per_class`` (new classes' proxies only) or
+      ``statistics`` (all proxies re-solved from the sufficient statistics the head keeps: ls, kls).
     """
 
     scope: Literal["class", "task"] = "class"
@@ -74,6 +76,9 @@ class GenStage(Stage):
     kmeans: bool = False
     k1_is: str | None = None
     external: bool = False
+    #: how a saved head takes new classes (``imprint-bench-extend``): ``per_class``: the new classes' proxies
+    #: alone, the others untouched; ``statistics``: every proxy re-solved from statistics kept in the head
+    incremental: Literal["per_class", "statistics"] = "per_class"
 
     @property
     def auto_k(self) -> bool:
@@ -84,11 +89,16 @@ class GenStage(Stage):
 class NormStage(Stage):
     """A NORM kind. ``features(x, center)`` normalises feature rows (NORMpre, NORMinf; ``center`` is the task's
     train mean); ``proxies(blocks)`` normalises the per-class proxy blocks in task order (NORMpost). A kind
-    offers the positions it has a function for. ``task_scoped``: its result depends on the task's classes."""
+    offers the positions it has a function for. ``task_scoped``: its result depends on the task's classes (cl2n: the
+    centre is their train mean; a head that takes new classes moves it). ``proxies_after``: how new classes' blocks
+    are normalised after the existing ones (quantile); None: on their own."""
 
     features: Callable[..., Any] | str | None = None
     proxies: Callable[..., Any] | str | None = None
     task_scoped: bool = False
+    #: NORMpost of blocks that come after already normalised ones, ``fn(blocks, earlier)`` (a kind whose blocks
+    #: depend on the earlier classes); None: each block on its own
+    proxies_after: Callable[..., Any] | str | None = None
 
     @property
     def positions(self) -> tuple[str, ...]:
@@ -99,6 +109,9 @@ class NormStage(Stage):
 
     def proxy_fn(self) -> Callable[..., Any]:
         return resolve_function(self.proxies)
+
+    def proxies_after_fn(self) -> Callable[..., Any]:
+        return resolve_function(self.proxies_after)
 
 
 @dataclass(frozen=True)
@@ -324,11 +337,11 @@ GEN.register(GenStage("none", _G + "xavier_proxies", "random init", "#bcbd22",
                       "untrained Xavier-uniform weights (a baseline)", seeded=True, uses_rows=False))
 GEN.register(GenStage("ls", _G + "joint_least_squares", "least squares", "#17becf",
                       "ridge least squares over the task's classes (the oracle)", scope="task", fixed_k=1,
-                      no_auto_k="has exactly one proxy per class", lam=True))
+                      no_auto_k="has exactly one proxy per class", lam=True, incremental="statistics"))
 GEN.register(GenStage("kls", _G + "joint_least_squares", "k-LS", "#8c564b",
                       "least squares over k k-means pseudo-classes per class", scope="task", seeded=True,
                       no_auto_k="does not support it (its k-means pseudo-classes are solved jointly over the task)",
-                      lam=True, kmeans=True, k1_is="ls"))
+                      lam=True, kmeans=True, k1_is="ls", incremental="statistics"))
 
 NORM.register(NormStage("none", "", "none", doc="unchanged", features=_N + "identity_features",
                         proxies=_N + "identity_proxies"))
@@ -337,7 +350,8 @@ NORM.register(NormStage("l2", "", "L2", doc="rows scaled to unit L2 norm", featu
 NORM.register(NormStage("cl2n", "", "CL2N", doc="centred on the task's train mean, then L2 (SimpleShot)",
                         features=_N + "cl2n_features", task_scoped=True))
 NORM.register(NormStage("quantile", "", "quantile", doc="each class mapped onto the earlier classes' quantiles "
-                        "(Hosoda et al.)", proxies=_N + "quantile_normalize_classes", task_scoped=True))
+                        "(Hosoda et al.)", proxies=_N + "quantile_normalize_classes", task_scoped=True,
+                        proxies_after=_N + "quantile_normalize_after"))
 
 AGG.register(AggStage("max", _A + "max_scores", "max", "#4c72b0", "max inner product over a class's proxies"))
 AGG.register(AggStage("mnn", _A + "vote_scores", "m-NN", "#dd8452", "vote of the m nearest proxies",
