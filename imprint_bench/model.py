@@ -140,7 +140,8 @@ _STALE_METADATA = ("labels", "task", "norm_inf", "agg", "class_names", "method",
 
 def extend_main(argv: Sequence[str] | None = None) -> None:
     """``imprint-bench-extend HEAD DATA --out NEW``: add the classes of DATA to a saved head, without its old rows."""
-    parser = argparse.ArgumentParser(description=extend_main.__doc__, epilog=(
+    parser = argparse.ArgumentParser(description="Add the classes of DATA to a saved head, without its old rows.",
+                                     epilog=(
         "DATA is an .npz of features (X_train, y_train, optional class_names) or a folder of images, one subfolder "
         "per class (the head's backbone extracts them). Per-class methods keep the existing proxies bit-identical; "
         "ls/kls re-solve all proxies from the statistics the head keeps; a CL2N centre moves (the command says so)."))
@@ -195,7 +196,7 @@ def _extend(args: argparse.Namespace) -> None:
           f"{grown.head.n_classes} classes, {grown.head.n_proxies} proxies -> {printable(str(args.out))}")
     for note in grown.notes:
         print(f"note: {note}")
-    print("the head equals imprinting all its classes at once" if grown.exact else
+    print("the head equals imprinting all its classes at once, the new ones numbered after the old" if grown.exact else
           "the head is NOT what imprinting all its classes at once would give (see the note above)")
 
 
