@@ -67,6 +67,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("seeding", "str", "stage", "k-means seeds: derived per class, or reference (the run seed, sklearn)",
            default="derived"),
     Column("lam", "float", "stage", "ridge λ of ls/kls (-1 = none)", default=-1.0),
+    Column("batch_size", "int", "stage", "rows per batch of a streamed GEN (gen.streaming); 0 = all rows at once",
+           default=0),
     # the metrics
     Column("acc", "float", "metric", "test accuracy, %", required=True),
     Column("val_acc", "float", "metric", "accuracy on the validation split carved from the training rows, % (NaN: no "

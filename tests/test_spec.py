@@ -69,7 +69,7 @@ def test_presets_match_table1_and_are_recognised():
     assert PRESETS["qi"].to_flat() | {"kmeans_iters": 0} == {
         "norm_pre": "l2", "gen": "mean", "gen_args": "", "k": 1, "norm_post": "l2", "norm_inf": "l2", "agg": "max",
         "m": -1, "distance": "inner_product", "weighting": "uniform", "kmeans_backend": "auto", "kmeans_iters": 0,
-        "seeding": "derived", "lam": None}
+        "seeding": "derived", "lam": None, "batch_size": 0}
     assert PRESETS["hosoda"].norm_post == "quantile" and PRESETS["hosoda"].norm_pre == "none"
     assert PRESETS["janson"].agg == AggSpec("mnn", 1, "euclidean", "distance")
     assert PRESETS["ours"].gen == GenSpec("kmeans", 20)

@@ -5,6 +5,7 @@ are solved jointly over a task's classes (spec §4.2)."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,7 @@ import torch
 
 from imprint_bench.errors import ConfigError
 from imprint_bench.imprint.cluster import kmeans, kmeans_auto, kmedoids, kmedoids_auto
-from imprint_bench.imprint.registry import GenStage, gen_stage
+from imprint_bench.imprint.registry import GenStage, gen_stage, resolve_function
 from imprint_bench.imprint.spec import GEN_K_AUTO, REFERENCE_SEEDING, GenSpec
 from imprint_bench.rng import derive_seed, generator
 
@@ -86,6 +87,41 @@ def xavier_proxies(x: torch.Tensor, k: int, generator: torch.Generator) -> torch
     return w.to(x.device, x.dtype)
 
 
+def streaming_mean(batches: Iterable[torch.Tensor], k: int, seed: int | None) -> torch.Tensor:
+    """The class mean from a stream of row batches: a running float64 sum and count (O(d) state)."""
+    total, n, like = None, 0, None
+    for batch in batches:
+        part = batch.sum(0, dtype=torch.float64)
+        total = part if total is None else total + part
+        n, like = n + int(batch.shape[0]), batch
+    if total is None or like is None:
+        raise ValueError("a class with no rows has no mean")
+    return (total / n).to(like.dtype).unsqueeze(0)
+
+
+def streaming_kmeans(batches: Iterable[torch.Tensor], k: int, seed: int | None) -> torch.Tensor:
+    """k centroids from a stream of row batches in one pass: sklearn's ``MiniBatchKMeans.partial_fit`` (k-means++
+    on the first batch, then online centre updates), seeded per class; O(k·d) state. Batches are gathered until
+    the first holds at least 3k rows (what sklearn's init needs to choose k centres well)."""
+    from sklearn.cluster import MiniBatchKMeans
+
+    model = MiniBatchKMeans(n_clusters=k, random_state=seed, n_init=1)
+    pending: list[torch.Tensor] = []
+    like = None
+    fitted = False
+    for batch in batches:
+        like = batch
+        pending.append(batch)
+        if fitted or sum(int(b.shape[0]) for b in pending) >= 3 * k:
+            model.partial_fit(torch.cat(pending).to(torch.float32).cpu().numpy())
+            pending, fitted = [], True
+    if pending:  # a short class: its rows in one call (the reference rules keep classes with fewer than k rows)
+        model.partial_fit(torch.cat(pending).to(torch.float32).cpu().numpy())
+    if like is None:
+        raise ValueError("a class with no rows has no centroids")
+    return torch.from_numpy(model.cluster_centers_).to(like.device, like.dtype)
+
+
 def kmeans_proxies(xs: list[torch.Tensor], spec: GenSpec, seeds: list[int]) -> list[torch.Tensor]:
     """k-means centroids of every class at once (batched); with ``k="auto"`` once per candidate k."""
     if spec.k == GEN_K_AUTO:
@@ -120,6 +156,9 @@ def generate_class_proxies(
     for i, (x, label) in enumerate(zip(xs, labels, strict=True)):
         if stage.reference_rules and (takes_all(x, spec.k) or (stage.uses_rows and x.shape[0] == 1)):
             out[i] = x
+        elif spec.streaming:
+            seed_of_class = class_seeds(spec, seed, [label])[0] if stage.seeded else None
+            out[i] = resolve_function(stage.streaming)(iter(x.split(spec.batch_size)), spec.k, seed_of_class)
         elif stage.batched:
             pending.append(i)
         else:

@@ -61,6 +61,8 @@ class GenStage(Stage):
     - ``no_auto_k``: why ``gen.k=auto`` is not valid (empty: it is).
     - ``lam``: takes the ridge λ. ``kmeans``: ``gen.backend``, ``gen.kmeans_iters`` and ``gen.seeding`` apply.
     - ``k1_is``: the method this one equals at k = 1 (kls with k = 1 is ls).
+    - ``streaming``: ``fn(batches, k, seed)`` makes a class's proxies from an iterator of row batches with O(k·d)
+      state (``gen.streaming=true gen.batch_size=N``: mean, mini-batch k-means).
     - ``incremental``: how a saved head takes new classes: ``per_class`` (new classes' proxies only) or
       ``statistics`` (all proxies re-solved from the sufficient statistics the head keeps: ls, kls).
     """
@@ -76,6 +78,9 @@ class GenStage(Stage):
     kmeans: bool = False
     k1_is: str | None = None
     external: bool = False
+    #: ``fn(batches, k, seed)``: the proxies from an iterator of row batches, holding O(k·d) state
+    #: (``gen.streaming=true``); None: no streaming form
+    streaming: Callable[..., Any] | str | None = None
     #: how a saved head takes new classes (``imprint-bench-extend``): ``per_class``: the new classes' proxies
     #: alone, the others untouched; ``statistics``: every proxy re-solved from statistics kept in the head
     incremental: Literal["per_class", "statistics"] = "per_class"
@@ -282,14 +287,16 @@ def k_text(k: int) -> str:
     return {-1: "all", 0: "auto"}.get(int(k), str(int(k)))
 
 
-def gen_label(gen: str, k: int, args: str = "") -> str:
-    """E.g. ``mean``, ``all``, ``k-means (k=20)``, ``k-means (k=auto)``, ``my.fn[n=3] (k=1)``."""
+def gen_label(gen: str, k: int, args: str = "", batch_size: int = 0) -> str:
+    """E.g. ``mean``, ``all``, ``k-means (k=20)``, ``k-means (k=auto)``, ``my.fn[n=3] (k=1)``, ``k-means (k=20,
+    streamed by 256)``."""
     name = stage_label("gen", gen)
     if args:
         name += "[" + ", ".join(f"{key}={value}" for key, value in json.loads(args).items()) + "]"
+    streamed = f"streamed by {batch_size}" if batch_size > 0 else ""
     if gen in GEN and GEN.get(gen).fixed_k is not None:
-        return name
-    return f"{name} (k={k_text(k)})"
+        return f"{name} ({streamed})" if streamed else name
+    return f"{name} (k={k_text(k)}{', ' + streamed if streamed else ''})"
 
 
 def agg_label(agg: str, m: int, distance: str, weighting: str) -> str:
@@ -303,7 +310,8 @@ def agg_label(agg: str, m: int, distance: str, weighting: str) -> str:
 def config_text(row: Mapping[str, Any]) -> str:
     """The one text of a configuration, from its result columns: ``L2/k-means(k=5)/L2/L2/max`` (+ ``λ=…`` for
     methods that take one, ``@n=10`` for few-shot)."""
-    gen = gen_label(row["gen"], int(row["k"]), str(row.get("gen_args") or "")).replace(" (", "(")
+    gen = gen_label(row["gen"], int(row["k"]), str(row.get("gen_args") or ""),
+                    int(row.get("batch_size") or 0)).replace(" (", "(")
     agg = agg_label(row["agg"], int(row["m"]), row["distance"], row["weighting"])
     norms = [stage_label("norm_pre", row[c]) for c in ("norm_pre", "norm_post", "norm_inf")]
     text = f"{norms[0]}/{gen}/{norms[1]}/{norms[2]}/{agg}"
@@ -322,11 +330,11 @@ _A = "imprint_bench.imprint.aggregate:"
 GEN.register(GenStage("all", _G + "all_rows", "all", "#7f7f7f", "every training row is a proxy",
                       fixed_k=-1, no_auto_k="keeps every sample"))
 GEN.register(GenStage("mean", _G + "mean_proxy", "mean", "#e377c2", "the class mean (Qi et al.)",
-                      fixed_k=1, no_auto_k="has exactly one proxy per class"))
+                      fixed_k=1, no_auto_k="has exactly one proxy per class", streaming=_G + "streaming_mean"))
 GEN.register(GenStage("random", _G + "random_proxies", "k-random", "#2ca02c", "k rows drawn at random",
                       seeded=True))
 GEN.register(GenStage("kmeans", _G + "kmeans_proxies", "k-means", "#1f77b4", "k-means centroids (IMPRINT's ours)",
-                      seeded=True, batched=True, no_auto_k="", kmeans=True))
+                      seeded=True, batched=True, no_auto_k="", kmeans=True, streaming=_G + "streaming_kmeans"))
 GEN.register(GenStage("kmedoids", _G + "kmedoids_proxies", "k-medoids", "#ff7f0e",
                       "k-medoids (alternate, heuristic init: deterministic)", no_auto_k=""))
 GEN.register(GenStage("fps", _G + "farthest_point_proxies", "k-fps", "#d62728",

@@ -29,6 +29,8 @@ K_AUTO = 0
 #: The backend field of canonical specs whose GEN does not cluster (its value is irrelevant; it keeps the value
 #: it had before ``auto`` became the default, so that the run hashes of those configurations stay valid).
 UNUSED_BACKEND = "faiss"
+#: The backend field of streamed k-means (sklearn's MiniBatchKMeans.partial_fit).
+STREAMING_BACKEND = "sklearn"
 
 
 def _plain_value(value: Any) -> Any:
@@ -54,9 +56,21 @@ class GenSpec:
     seeding: str = DERIVED_SEEDING
     target: str | None = None
     args: tuple[tuple[str, Any], ...] = ()
+    streaming: bool = False  # proxies from batches of a class's rows, with O(k·d) state (stages that declare it)
+    batch_size: int = 256  # rows per batch when streaming
 
     def validate(self) -> None:
         stage = gen_stage(self.name, self.target)
+        if not isinstance(self.streaming, bool):
+            raise ConfigError(f"gen.streaming must be true or false, got {self.streaming!r}")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"gen.batch_size must be an integer >= 1, got {self.batch_size!r}")
+        if self.streaming and not stage.streaming:
+            valid = ", ".join(s.name for s in GEN if s.streaming)
+            raise ConfigError(f"gen.streaming=true: {self.name} has no streaming form; these do: {valid}")
+        if self.streaming and self.k == GEN_K_AUTO:
+            raise ConfigError("gen.streaming=true needs an integer gen.k: k=auto compares k-means fits of all of a "
+                              "class's rows")
         check_choice("k-means backend (gen.backend)", self.backend, KMEANS_BACKENDS)
         check_choice("k-means seeding (gen.seeding)", self.seeding, SEEDINGS)
         if self.seeding == REFERENCE_SEEDING and (not stage.kmeans or self.backend != "sklearn"):
@@ -94,9 +108,11 @@ class GenSpec:
         """What the run hash covers: every field, the later-added ones only when set (so that the hashes of runs
         made before they existed stay valid)."""
         out = asdict(self)
-        for key, unset in (("seeding", DERIVED_SEEDING), ("target", None), ("args", ())):
+        for key, unset in (("seeding", DERIVED_SEEDING), ("target", None), ("args", ()), ("streaming", False)):
             if out[key] == unset:
                 del out[key]
+        if not self.streaming:
+            del out["batch_size"]
         if "args" in out:
             out["args"] = {k: v for k, v in self.args}
         return out
@@ -191,12 +207,16 @@ class MethodSpec:
             name, stage = "all", GEN.get("all")
         if stage.fixed_k is not None:
             k = stage.fixed_k
+        streaming = gen.streaming and stage.streaming is not None  # e.g. k-means with k=-1 is all: nothing to stream
+        clusters = stage.kmeans and not streaming  # streamed k-means is sklearn's MiniBatchKMeans, one pass
         return replace(self, agg=agg, gen=replace(
             gen, name=name, k=k,
-            backend=gen.backend if stage.kmeans else UNUSED_BACKEND,
-            kmeans_iters=gen.kmeans_iters if stage.kmeans else GenSpec.kmeans_iters,
-            seeding=gen.seeding if stage.kmeans else DERIVED_SEEDING,
-            lam=gen.lam if stage.lam else None))
+            backend=gen.backend if clusters else (STREAMING_BACKEND if streaming and stage.kmeans
+                                                  else UNUSED_BACKEND),
+            kmeans_iters=gen.kmeans_iters if clusters else GenSpec.kmeans_iters,
+            seeding=gen.seeding if clusters else DERIVED_SEEDING,
+            lam=gen.lam if stage.lam else None,
+            streaming=streaming, batch_size=gen.batch_size if streaming else GenSpec.batch_size))
 
     def to_flat(self) -> dict[str, Any]:
         """Flat dict with the results-table column names (``k="auto"`` is written as ``K_AUTO``)."""
@@ -215,6 +235,7 @@ class MethodSpec:
             "kmeans_iters": self.gen.kmeans_iters,
             "seeding": self.gen.seeding,
             "lam": self.gen.lam,
+            "batch_size": self.gen.batch_size if self.gen.streaming else 0,
         }
 
     @classmethod

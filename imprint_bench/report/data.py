@@ -148,7 +148,7 @@ def stage_columns(row: pd.Series | dict) -> dict[str, str]:
     """The Table-1 descriptive columns of a configuration."""
     return {
         "NORMpre": norm_label(row["norm_pre"]),
-        "GEN": gen_label(row["gen"], int(row["k"]), str(row.get("gen_args") or "")),
+        "GEN": gen_label(row["gen"], int(row["k"]), str(row.get("gen_args") or ""), int(row.get("batch_size") or 0)),
         "NORMpost": norm_label(row["norm_post"]),
         "NORMinf": norm_label(row["norm_inf"]),
         "AGG": agg_label(row["agg"], int(row["m"]), row["distance"], row["weighting"]),
