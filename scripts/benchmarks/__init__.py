@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from . import auto_k, engine, extraction, kmeans, memory
+from . import auto_k, engine, extraction, kmeans, memory, streaming
 from .common import FeatureBank, Sizes
 
 SUITES: dict[str, Callable[[torch.device, Sizes, FeatureBank], Iterator[tuple[str, Any]]]] = {
@@ -17,6 +17,7 @@ SUITES: dict[str, Callable[[torch.device, Sizes, FeatureBank], Iterator[tuple[st
     "extract": extraction.extract_suite,
     "memory": memory.memory_suite,
     "auto_k": auto_k.auto_k_suite,
+    "streaming": streaming.streaming_suite,
 }
 RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "engine": engine.render_engine,
@@ -24,5 +25,6 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "extract": extraction.render_extract,
     "memory": memory.render_memory,
     "auto_k": auto_k.render_auto_k,
+    "streaming": streaming.render_streaming,
 }
 SUITE_NAMES = tuple(SUITES)
