@@ -76,14 +76,20 @@ def collect_sweep(config: DictConfig) -> None:
     print(result.describe())
     if len(result.table):
         from imprint_bench.report.builder import log_collected
-        from imprint_bench.report.data import separate_feature_sets
+        from imprint_bench.report.data import separate_feature_sets, split_incremental
         from imprint_bench.report.selection import describe_search_choice
-        from imprint_bench.report.tables import format_table1
+        from imprint_bench.report.tables import format_table1, incremental_curves, incremental_table
 
         table, notes = separate_feature_sets(result.table)
         for note in notes:
             print(f"note: {note}")
-        print(format_table1(table))
+        table, incremental = split_incremental(table)
+        if len(table):
+            print(format_table1(table))
+        if len(incremental):
+            summary = incremental_table(incremental_curves(incremental))
+            print("Class-incremental (mean over cells; forgetting = first group's accuracy, first step minus last):")
+            print(summary.round(2).to_string(index=False))
         if config.get("optimized_metric"):
             print(describe_search_choice(result.table, str(config.optimized_metric)))
         log_collected(config, result.table, root / "report")

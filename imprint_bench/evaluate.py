@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
 from imprint_bench.data.base import FeatureSet
@@ -24,11 +25,14 @@ from imprint_bench.features import load_feature_set
 from imprint_bench.grid import prune_for_task
 from imprint_bench.identity import recorded_versions
 from imprint_bench.imprint.head import ImprintedHead
+from imprint_bench.imprint.incremental import extend_head
+from imprint_bench.imprint.metrics import classification_metrics
 from imprint_bench.imprint.nc import nc1_both
 from imprint_bench.imprint.pipeline import ProxyCache, Workspace
 from imprint_bench.imprint.spec import MethodSpec, preset_name
 from imprint_bench.plan import Cell, FeatureSource, JobSpec, PlannedCell
 from imprint_bench.results import CellOutcome, ResultStore, RowWriter
+from imprint_bench.rng import generator
 from imprint_bench.schema import FAILED_METRICS, NO_NC1
 
 if TYPE_CHECKING:
@@ -102,6 +106,8 @@ def evaluate_cell(job: JobSpec, planned: PlannedCell, data: JobData, store: Resu
     """One cell that is not complete: evaluate its pending configurations (skipping those with an ok row),
     flush its rows and mark it complete when none failed; ``advance(n)`` is told of every n runs dealt with."""
     cell = planned.cell
+    if cell.steps > 1:
+        return evaluate_incremental_cell(job, planned, data, store, tracker, advance)
     done = set() if job.overwrite else store.done_hashes(cell.hash)
     workspace = data.workspace(cell, job.lam)
     task = workspace.task
@@ -164,6 +170,120 @@ def _evaluate(pending: list[tuple[MethodSpec, str]], base_row: dict[str, Any], w
         advance(1)
         if tracker is not None:
             tracker.log_row(row)
+
+
+def evaluate_incremental_cell(job: JobSpec, planned: PlannedCell, data: JobData, store: ResultStore,
+                              tracker: Tracker | None = None,
+                              advance: Callable[[int], Any] = lambda n: None) -> CellOutcome:
+    """The class-incremental protocol on one cell: the task's classes in ``steps`` groups (the cell's order, or one
+    drawn from its seed); each configuration imprints the first group, then grows its head group by group from
+    that group's rows only (:func:`imprint.incremental.extend_head`). After each step a row: accuracy on all classes
+    seen so far, on the first group's classes, and of imprinting the seen classes at once (``joint_acc``). Each
+    step's row has its own run hash, so an interrupted cell resumes."""
+    cell = planned.cell
+    if job.save_head is not None:
+        raise ConfigError("save_head saves one head: not with task.steps > 1 (use imprint-bench-extend to grow one)")
+    features = data.features
+    groups = class_groups(cell, data.workspace(cell, job.lam).task.labels)
+    kept, n_degenerate = prune_for_task(planned.plan.specs, len(groups[0]))
+    if not kept:
+        raise PrunedError(f"[{cell.describe()}] every configuration was pruned: m-NN with m above the first step's "
+                          f"{len(groups[0])} classes × k proxies; lower agg.m")
+    done = set() if job.overwrite else store.done_hashes(cell.hash)
+    hashes = {spec: [cell.run_hash(spec, t) for t in range(len(groups))] for spec in kept}
+    pending = [spec for spec in kept if not all(h in done for h in hashes[spec])]
+    steps = len(groups)
+    outcome = CellOutcome(planned=len(kept) * steps, skipped=(len(kept) - len(pending)) * steps,
+                          pruned_mnn=n_degenerate * steps)
+    advance(outcome.pruned_mnn + outcome.skipped)
+    base_row = {
+        "experiment": job.experiment, "backbone": cell.backbone, "dataset": cell.dataset, "mapping": cell.mapping,
+        "task": cell.task, "task_key": cell.task_key, "seed": cell.seed, "shots": cell.shots, "n_val": 0,
+        "n_test_excluded": 0, "feature_key": features.key, "cell_hash": cell.hash, "device": str(data.device),
+        "versions": recorded_versions(), **NO_NC1,
+    }
+    writer = store.writer(cell.hash, flush_every=job.flush_every)
+    try:
+        for spec in pending:
+            start = time.perf_counter()
+            try:
+                rows = incremental_rows(spec, groups, features, cell, job.lam)
+                outcome.ok += sum(h not in done for h in hashes[spec])
+            except Exception as err:  # one failed configuration must not stop the sweep
+                if stops_the_job(err):
+                    raise
+                rows = [dict(FAILED_METRICS, step=t, n_seen_classes=sum(map(len, groups[:t + 1])),
+                             status="failed", error=f"{type(err).__name__}: {err}") for t in range(steps)]
+                outcome.failed += steps
+                outcome.failures.append(f"{spec.to_flat()}: {rows[0]['error']}")
+                log.debug("run failed:\n%s", traceback.format_exc())
+            outcome.engine_s += time.perf_counter() - start
+            for row, run_hash in zip(rows, hashes[spec], strict=True):
+                if run_hash in done:
+                    continue
+                row = {**base_row, "run_hash": run_hash, "method": preset_name(spec, -1), **spec.to_flat(), **row,
+                       "created_at": datetime.now(UTC).isoformat(timespec="microseconds")}
+                writer.add(row)
+                advance(1)
+                if tracker is not None:
+                    tracker.log_row(row)
+    finally:
+        writer.flush()
+    if not outcome.failed:
+        store.mark_complete(cell.hash, planned.plan_hash, len(kept) * steps)
+    return outcome
+
+
+def class_groups(cell: Cell, labels: list[int]) -> list[list[int]]:
+    """The task's classes in ``cell.steps`` near-equal groups, in the cell's order or one drawn from its seed."""
+    if cell.order is not None:
+        if sorted(cell.order) != sorted(labels):
+            raise ConfigError(f"[{cell.describe()}] task.order {cell.order} must list exactly the task's classes "
+                              f"{labels}")
+        order = list(cell.order)
+    else:
+        perm = torch.randperm(len(labels), generator=generator(cell.seed, "class_order"))
+        order = [labels[i] for i in perm.tolist()]
+    if cell.steps > len(order):
+        raise ConfigError(f"[{cell.describe()}] task.steps={cell.steps} exceeds the task's {len(order)} classes")
+    return [[int(c) for c in chunk] for chunk in np.array_split(np.array(order), cell.steps)]
+
+
+def incremental_rows(spec: MethodSpec, groups: list[list[int]], features: FeatureSet, cell: Cell,
+                     lam: float) -> list[dict[str, Any]]:
+    """One configuration through the steps: a row of metrics per step (see :func:`evaluate_incremental_cell`)."""
+    names = features.class_names
+
+    def task_of(classes: list[int]) -> Task:
+        return make_task(features, cell.task, classes, -1, cell.seed, cell.unseen_test)
+
+    start = time.perf_counter()
+    head = ImprintedHead.from_workspace(Workspace(task_of(groups[0]), cell.seed, lam, features.key, PROXY_CACHE), spec)
+    grow_s = time.perf_counter() - start
+    rows, seen = [], []
+    for step, group in enumerate(groups):
+        if step:
+            start = time.perf_counter()
+            head = extend_head(head, [features.class_rows(c) for c in group],
+                               [names[c] if c < len(names) else str(c) for c in group], labels=group).head
+            grow_s = time.perf_counter() - start
+        seen += group
+        task = task_of(seen)  # the seen classes' test rows, numbered in the head's order
+        start = time.perf_counter()
+        pred = head.predict(task.x_test)
+        infer_s = time.perf_counter() - start
+        first = task.y_test < len(groups[0])
+        first_acc = 100.0 * float((pred[first] == task.y_test[first]).float().mean())
+        joint = Workspace(task, cell.seed, lam, features.key, PROXY_CACHE).evaluate(spec)
+        rows.append({
+            **classification_metrics(pred, task.y_test, task.n_classes), "val_acc": float("nan"),
+            "joint_acc": joint["acc"], "first_step_acc": first_acc,
+            "step": step, "n_seen_classes": len(seen), "n_classes": len(seen), "n_train": task.n_train,
+            "n_test": int(task.y_test.shape[0]), "gen_s": grow_s, "infer_s": infer_s, "n_proxies": head.n_proxies,
+            "proxies_per_class": torch.bincount(head.owner, minlength=head.n_classes).tolist(),
+            "status": "ok", "error": "",
+        })
+    return rows
 
 
 def save_head(path: Path, workspace: Workspace, spec: MethodSpec, cell: Cell) -> Path:

@@ -53,6 +53,8 @@ class Cell:
     identity: dict[str, Any] = field(repr=False, default_factory=dict)
     unseen_test: str = "error"
     holdout: Holdout = NO_HOLDOUT
+    steps: int = 1  # > 1: the class-incremental protocol (one row per method and step)
+    order: list[int] | None = None  # its class order (None: drawn from the seed)
 
     @property
     def seed_drawn(self) -> bool:
@@ -68,8 +70,11 @@ class Cell:
         """Hash of the task's content (what its name stands for in this cell)."""
         return stable_hash(self.identity["task"])[:12]
 
-    def run_hash(self, spec: MethodSpec) -> str:
-        return stable_hash({"cell": self.identity, "method": spec.to_dict()})
+    def run_hash(self, spec: MethodSpec, step: int | None = None) -> str:
+        """A run's hash; a class-incremental run has one per step."""
+        if step is None:
+            return stable_hash({"cell": self.identity, "method": spec.to_dict()})
+        return stable_hash({"cell": self.identity, "method": spec.to_dict(), "step": step})
 
     def describe(self) -> str:
         shots = f" shots={self.shots}" if self.shots > 0 else ""
@@ -159,9 +164,11 @@ def make_cell(features: FeatureIdentity, task: TaskSpec | dict, seed: Any) -> Ce
         task_identity["unseen_test"] = task.unseen_test
     if task.holdout.active:  # likewise: without a validation split the hash stays what it was
         task_identity["holdout"] = task.holdout.identity()
+    if task.incremental:  # likewise
+        task_identity["incremental"] = {"steps": task.steps, "order": None if task.order is None else list(task.order)}
     identity = {**features.identity, "task": task_identity, "seed": seed}
     return Cell(features.backbone, features.dataset, features.mapping, task.name, classes, task.shots, seed, identity,
-                task.unseen_test, task.holdout)
+                task.unseen_test, task.holdout, task.steps, None if task.order is None else list(task.order))
 
 
 def ridge_lambda(dataset: dict, backbone: dict) -> float:
@@ -315,7 +322,7 @@ def plan_cells(cfg: DictConfig, cells: list[tuple[Any, Any]] | None = None) -> l
         if not specs:
             raise PrunedError(f"task {cell.task!r} has {len(cell.classes or [])} classes: every configuration is "
                               "pruned (m-NN with m above its classes × k proxies); lower agg.m")
-        out.append(PlannedCell(cell, plan, len(specs), task))
+        out.append(PlannedCell(cell, plan, len(specs) * cell.steps, task))  # class-incremental: a row per step
     if cfg.get("save_head"):
         if len(out) != 1:
             raise ConfigError(f"save_head needs a single cell (one task and one seed), but this job has {len(out)}; "

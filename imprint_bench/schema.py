@@ -69,8 +69,14 @@ COLUMNS: tuple[Column, ...] = (
     Column("lam", "float", "stage", "ridge λ of ls/kls (-1 = none)", default=-1.0),
     Column("batch_size", "int", "stage", "rows per batch of a streamed GEN (gen.streaming); 0 = all rows at once",
            default=0),
+    Column("step", "int", "cell", "class-incremental step (0 = the first; -1 = all classes at once)", default=-1),
+    Column("n_seen_classes", "int", "cell", "classes imprinted so far (class-incremental; -1 otherwise)", default=-1),
     # the metrics
     Column("acc", "float", "metric", "test accuracy, %", required=True),
+    Column("joint_acc", "float", "metric", "class-incremental: test accuracy of imprinting the same seen classes at "
+           "once, % (NaN otherwise)", default=np.nan),
+    Column("first_step_acc", "float", "metric", "class-incremental: accuracy on the test rows of the first step's "
+           "classes, % (its fall over the steps is the forgetting; NaN otherwise)", default=np.nan),
     Column("val_acc", "float", "metric", "accuracy on the validation split carved from the training rows, % (NaN: no "
            "split, task.val_fraction = 0)", default=np.nan),
     Column("macro_f1", "float", "metric", "macro-F1 over classes present in the test set, %", default=np.nan),

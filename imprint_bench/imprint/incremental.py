@@ -81,10 +81,12 @@ def check_extensible(head: ImprintedHead, names: list[str], dim: int, replace_ex
                           "over all classes, so one class's share cannot be removed; imprint all classes at once")
 
 
-def extend_head(head: ImprintedHead, xs: list[torch.Tensor], names: list[str],
-                replace_existing: bool = False) -> Extension:
+def extend_head(head: ImprintedHead, xs: list[torch.Tensor], names: list[str], replace_existing: bool = False,
+                labels: list[int] | None = None) -> Extension:
     """The head with classes ``names`` (train rows ``xs``, one tensor per class, NORMpre not applied) added after
-    its own; with ``replace_existing``, a class it already has is taken out and imprinted again from its new rows."""
+    its own; with ``replace_existing``, a class it already has is taken out and imprinted again from its new rows.
+    ``labels``: the new classes' seeding labels (default: numbered after the head's), e.g. their dataset labels, so
+    that they draw as in a joint imprinting of the same dataset classes."""
     check_extensible(head, names, int(xs[0].shape[1]) if xs else head.proxies.shape[1], replace_existing)
     replaced = [n for n in names if n in head.class_names]
     if replaced:
@@ -110,8 +112,11 @@ def extend_head(head: ImprintedHead, xs: list[torch.Tensor], names: list[str],
         if NORM.get(spec.norm_inf).task_scoped:
             notes.append(f"NORMinf {spec.norm_inf}: inference now centres on the new mean, which changes the scores "
                          "of every class")
-    start = max(growth.labels, default=-1) + 1
-    labels = list(range(start, start + len(xs)))
+    if labels is None:
+        start = max(growth.labels, default=-1) + 1
+        labels = list(range(start, start + len(xs)))
+    elif len(labels) != len(xs) or set(labels) & set(growth.labels):
+        raise ConfigError(f"seeding labels {labels} must be one per new class and differ from the head's")
     normed = [normalize_features(x, spec.norm_pre, center) for x in xs]
     old_blocks = [head.proxies[head.owner == i] for i in range(head.n_classes)]
     if stage.incremental == "statistics":

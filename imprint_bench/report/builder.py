@@ -20,11 +20,13 @@ from imprint_bench.report.data import (
     ok_rows,
     resolve_results_path,
     separate_feature_sets,
+    split_incremental,
     validate_results,
 )
 from imprint_bench.report.render import Doc
 from imprint_bench.report.sections.collapse import write_neural_collapse
 from imprint_bench.report.sections.curves import write_d_in_1, write_few_shot, write_k_sweep
+from imprint_bench.report.sections.incremental import write_incremental
 from imprint_bench.report.sections.methods import write_aggregation, write_breakdown, write_ranks, write_table1
 from imprint_bench.report.sections.overview import write_intro, write_notes, write_runs
 from imprint_bench.report.sections.selection import write_model_selection
@@ -78,7 +80,8 @@ def build_report(
     for stale in [*out.glob("figures/*.png"), *out.glob("tables/*.csv")]:  # outputs of an earlier report
         stale.unlink()
     df, label_notes = separate_feature_sets(df)
-    ok = add_config_labels(ok_rows(df))
+    regular, incremental = split_incremental(df)
+    ok = add_config_labels(ok_rows(regular))  # every section but the class-incremental one reads these
     ctx = ReportContext(out, Doc(title or "imprint_bench report"), df, ok, paper, alpha, strict,
                         validation=selection.coverage(ok))
     write_intro(ctx, source)
@@ -93,6 +96,8 @@ def build_report(
     run_section(ctx, "Few-shot", lambda: write_few_shot(ctx))
     run_section(ctx, "d in 1", lambda: write_d_in_1(ctx))
     run_section(ctx, "Neural collapse", lambda: write_neural_collapse(ctx))
+    if len(incremental):
+        run_section(ctx, "Class-incremental", lambda: write_incremental(ctx, incremental))
     run_section(ctx, "Runs", lambda: write_runs(ctx))
     write_notes(ctx)
     md = out / "report.md"

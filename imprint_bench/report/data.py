@@ -117,6 +117,15 @@ def _split_labels(df: pd.DataFrame, by: list[str], key_col: str, label_col: str,
     return out, notes
 
 
+def split_incremental(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The rows of imprinting all classes at once, and apart from them the class-incremental rows (``step`` >= 0):
+    every section but the class-incremental one reads only the former."""
+    if "step" not in df:
+        return df, df.iloc[:0]
+    steps = df["step"].fillna(-1)
+    return df[steps < 0].reset_index(drop=True), df[steps >= 0].reset_index(drop=True)
+
+
 def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
     """Successful rows with a finite accuracy."""
     return df[(df["status"] == "ok") & np.isfinite(df["acc"])]

@@ -521,3 +521,31 @@ def _fit_text(fit: dict[str, float]) -> str:
         f"Spearman ρ = {fit['rho']:.3f} ({exact}{p_phrase(fit['p'])}, n = {fit['n']})\n"
         f"R² (log10 NC1) = {fit['r2']:.2f}"
     )
+
+
+def plot_incremental(curves: pd.DataFrame) -> Figure:
+    """Accuracy on the classes seen so far against the step, per method (solid), with joint imprinting of the same
+    classes (dashed, same colour); one panel per backbone / dataset."""
+    with matplotlib.rc_context(STYLE):
+        panels = list(curves.groupby(["backbone", "dataset"], sort=False))
+        fig, axes = _grid(len(panels), max_cols=3, w=4.2, h=3.2)
+        colors = matplotlib.colormaps["tab10"]
+        labels = list(dict.fromkeys(curves["label"]))
+        for ax, ((backbone, dataset), panel) in zip(axes, panels, strict=False):
+            for i, label in enumerate(labels):
+                line = panel[panel["label"] == label].sort_values("step")
+                if line.empty:
+                    continue
+                color = colors(i % 10)
+                ax.plot(line["n_seen_classes"], line["acc"], marker="o", ms=3, color=color, label=label)
+                ax.plot(line["n_seen_classes"], line["joint_acc"], ls="--", lw=1, color=color)
+            _axes_title(ax, f"{backbone} / {dataset}")
+            ax.set_xlabel("classes seen (step by step)")
+            ax.set_ylabel("accuracy on the seen classes, %")
+        handles = [Line2D([], [], color=colors(i % 10), marker="o", ms=3, label=label)
+                   for i, label in enumerate(labels)]
+        handles.append(Line2D([], [], color="grey", ls="--", lw=1, label="joint imprinting (same classes)"))
+        fig.legend(handles=handles, loc="lower center", ncol=min(3, len(handles)), fontsize=8, frameon=False,
+                   bbox_to_anchor=(0.5, -0.02))
+        fig.tight_layout(rect=(0, 0.08 + 0.03 * (len(handles) // 3), 1, 1))
+        return fig

@@ -520,3 +520,41 @@ def _text_table(df: pd.DataFrame) -> str:
         if j == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+#: Columns that tell apart the configurations of class-incremental rows.
+INCREMENTAL_CONFIG = ["method", "norm_pre", "gen", "gen_args", "k", "batch_size", "norm_post", "norm_inf", "agg", "m",
+                      "distance", "weighting", "lam"]
+
+
+def incremental_curves(rows: pd.DataFrame) -> pd.DataFrame:
+    """Class-incremental ok rows as curves: per configuration label, backbone, dataset and step, the mean accuracy
+    (incremental and joint) and first-step accuracy over cells (seeds, class orders)."""
+    from imprint_bench.imprint.registry import config_text
+
+    data = rows[rows["status"].eq("ok")].copy()
+    if data.empty:
+        return data
+    data["label"] = [m if m != "custom" else config_text(r) for m, r in zip(data["method"], data.to_dict("records"),
+                                                                          strict=True)]
+    data["gap"] = (data["acc"] - data["joint_acc"]).abs()
+    return (data.groupby(["label", "backbone", "dataset", "step"], sort=False)
+            .agg(n_seen_classes=("n_seen_classes", "mean"), acc=("acc", "mean"), joint_acc=("joint_acc", "mean"),
+                 first_step_acc=("first_step_acc", "mean"), cells=("cell_hash", "nunique"), max_gap=("gap", "max"))
+            .reset_index())
+
+
+def incremental_table(curves: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration label (and backbone / dataset): the average incremental accuracy (mean over steps), the
+    final accuracy beside joint imprinting's, the forgetting (first-step classes' accuracy at the first step minus
+    at the last) and whether the method is exactly incremental (its accuracy equals joint imprinting's at every
+    step of every cell)."""
+    out = []
+    for (label, backbone, dataset), c in curves.groupby(["label", "backbone", "dataset"], sort=False):
+        c = c.sort_values("step")
+        out.append({"method": label, "backbone": backbone, "dataset": dataset, "steps": len(c),
+                    "avg_incremental_acc": c["acc"].mean(), "final_acc": c["acc"].iloc[-1],
+                    "joint_final_acc": c["joint_acc"].iloc[-1],
+                    "forgetting": c["first_step_acc"].iloc[0] - c["first_step_acc"].iloc[-1],
+                    "exactly_incremental": bool((c["max_gap"] == 0).all()), "cells": int(c["cells"].max())})
+    return pd.DataFrame(out)
