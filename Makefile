@@ -15,7 +15,7 @@ export MPLBACKEND ?= Agg
 export OMP_WAIT_POLICY ?= PASSIVE
 
 .DEFAULT_GOAL := help
-.PHONY: help install data run test test-cluster test-fast lint format bench report dashboard beyond_ours clean clean-outputs
+.PHONY: help install data run test test-cluster test-fast lint format bench report dashboard beyond_ours incremental clean clean-outputs
 
 help: ## Show this help
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -73,6 +73,10 @@ bench: install ## Benchmark the engine, k-means, extraction and the commands end
 beyond_ours: install ## The README's second worked example: candidates vs ours, each tuned on validation data
 	$(BIN)/imprint-bench -m experiment=beyond_ours
 	$(BIN)/python scripts/beyond_ours.py
+
+incremental: install ## The README's third worked example: class-incremental imprinting on the offline digits
+	$(BIN)/imprint-bench experiment=incremental
+	$(BIN)/imprint-bench mode=report experiment_name=incremental
 
 report: install ## Build the report of an experiment: make report EXPERIMENT=quickstart
 	$(BIN)/imprint-bench mode=report experiment_name=$(or $(EXPERIMENT),quickstart)

@@ -118,3 +118,81 @@ def test_bad_inputs_are_one_line_before_any_work_and_write_nothing(tmp_path, row
     assert out.returncode == 2 and "is a folder" in out.stderr
     out = extend(str(a), str(new), "--out", str(a))
     assert out.returncode == 2 and "--out must differ from HEAD" in out.stderr
+
+
+# --- the class-incremental protocol in the sweep (task=incremental) ---
+
+PROTOCOL = ("dataset=synthetic", "dataset.noise=3", "dataset.dim=16", "task=incremental", "task.steps=4", "nc1=false",
+            "grid=[{method:[qi,ours,oracle,hosoda,janson]},{norm.pre:[cl2n],norm.inf:[cl2n],gen.name:[mean]}]")
+
+
+def cli(root: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "IMPRINT_BENCH_ROOT": str(root), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
+    return subprocess.run([sys.executable, "-m", "imprint_bench", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def results(root: Path, experiment: str = "adhoc"):
+    import pandas as pd
+
+    return pd.read_parquet(root / "outputs" / "results" / experiment / "results.parquet")
+
+
+@pytest.mark.slow
+def test_the_protocol_records_each_step_and_finds_the_exactly_incremental_methods(tmp_path):
+    out = cli(tmp_path, *PROTOCOL)
+    assert out.returncode == 0, out.stderr
+    df = results(tmp_path)
+    assert len(df) == 6 * 4 and df.run_hash.is_unique and set(df.status) == {"ok"}
+    assert sorted(set(df.n_seen_classes)) == [3, 6, 8, 10] and sorted(set(df.step)) == [0, 1, 2, 3]
+    presets = df[df.method != "custom"]
+    assert (presets.acc == presets.joint_acc).all()  # the Table-1 methods are exactly incremental
+    cl2n = df[df.norm_pre == "cl2n"].sort_values("step")
+    assert cl2n.acc.iloc[0] == cl2n.joint_acc.iloc[0] and (cl2n.acc != cl2n.joint_acc).any()  # its centre moves
+    again = cli(tmp_path, *PROTOCOL, "mode=report")
+    report = (tmp_path / "outputs" / "results" / "adhoc" / "report" / "report.md").read_text()
+    assert again.returncode == 0 and "## Class-incremental imprinting" in report
+    assert "could not be produced" not in report and (tmp_path / "outputs/results/adhoc/report/figures/incremental.png"
+                                                      ).is_file()
+    ordered = cli(tmp_path, *PROTOCOL[:5], "task.order=[9,8,7,6,5,4,3,2,1,0]", "method=qi", "experiment_name=ordered")
+    first = results(tmp_path, "ordered").query("step == 0")
+    assert ordered.returncode == 0 and int(first.n_seen_classes.iloc[0]) == 3
+
+
+@pytest.mark.slow
+def test_protocol_rows_resume_after_sigkill(tmp_path):
+    import signal
+    import time
+
+    args = (*PROTOCOL[:5], "nc1=false", "flush_every=2", "experiment_name=killed",
+            f"grid={{gen.name:[kmeans],gen.k:[{','.join(map(str, range(1, 25)))}]}}")
+    env = {**os.environ, "IMPRINT_BENCH_ROOT": str(tmp_path), "WANDB_MODE": "disabled"}
+    runs = tmp_path / "outputs" / "results" / "killed" / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "imprint_bench", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(runs.glob("*/*.parquet"))) < 2:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    import pandas as pd
+
+    written = sum(len(pd.read_parquet(p)) for p in runs.glob("*/*.parquet"))
+    assert 0 < written < 24 * 4
+    out = cli(tmp_path, *args)
+    assert out.returncode == 0, out.stderr
+    assert f"{written} skipped" in out.stdout + out.stderr
+    df = results(tmp_path, "killed")
+    assert len(df) == 24 * 4 and df.run_hash.is_unique and set(df.status) == {"ok"}
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    (("task.steps=0",), "task.steps must be an integer >= 1"),
+    (("task.steps=11",), "task.steps=11 exceeds the task's 10 classes"),
+    (("task.order=[0,1]",), "task.order [0, 1] must list exactly the task's classes"),
+    (("task.shots=5",), "task.steps > 1 (class-incremental) uses every training row"),
+    (("save_head=h.safetensors",), "save_head saves one head: not with task.steps > 1"),
+])
+def test_bad_protocol_settings_are_one_line(tmp_path, override, message):
+    out = cli(tmp_path, *PROTOCOL[:5], "method=qi", *override)
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
