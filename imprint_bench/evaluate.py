@@ -288,7 +288,8 @@ def incremental_rows(spec: MethodSpec, groups: list[list[int]], features: Featur
 
 def save_head(path: Path, workspace: Workspace, spec: MethodSpec, cell: Cell) -> Path:
     """Save the job's imprinted head; image datasets also store the backbone config (a usable model)."""
-    extra = {"dataset": cell.dataset, "task": cell.task, "labels": json.dumps(workspace.task.labels)}
+    extra = {"dataset": cell.dataset, "task": cell.task, "labels": json.dumps(workspace.task.labels),
+             "backbone_label": cell.backbone}
     if cell.identity["backbone"]:
         extra["backbone"] = json.dumps(cell.identity["backbone"])
     saved = ImprintedHead.from_workspace(workspace, spec).to("cpu").save(path, extra)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -161,7 +161,7 @@ def extend_main(argv: Sequence[str] | None = None) -> None:
 
 def _extend(args: argparse.Namespace) -> None:
     from imprint_bench.errors import check_writable_folder
-    from imprint_bench.imprint.incremental import check_extensible, extend_head
+    from imprint_bench.imprint.incremental import check_extensible, extend_head, extend_head_streamed
 
     if not args.head.is_file():
         raise ConfigError(f"head file {args.head} does not exist or is not a file")
@@ -184,20 +184,41 @@ def _extend(args: argparse.Namespace) -> None:
     if args.data.is_dir():
         names = sorted(p.name for p in args.data.iterdir() if p.is_dir() and not p.name.startswith("."))
         check_extensible(head, names, head.proxies.shape[1], args.replace)
-        xs = _image_features(args, names, device)
+        batches = _image_batches(args, names, device)
+        if head.method is not None and head.method.gen.streaming:  # the rows go straight into the GEN's state
+            grown = extend_head_streamed(head, batches, names, args.replace)
+        else:
+            grown = extend_head(head, [torch.cat(list(b())) for b in batches], names, args.replace)
     else:
         names, xs = _npz_rows(args.data)
+        _check_backbone_label(args.data, meta)
         check_extensible(head, names, int(xs[0].shape[1]) if xs else head.proxies.shape[1], args.replace)
-    grown = extend_head(head, xs, names, args.replace)
+        grown = extend_head(head, xs, names, args.replace)
     extra = {k: v for k, v in meta.items() if k not in _STALE_METADATA and not k.startswith("growth.")}
     grown.head.save(args.out, extra)
-    rows = sum(int(x.shape[0]) for x in xs)
+    assert grown.head.growth.rows is not None
+    rows = sum(grown.head.growth.rows[-len(names):])
     print(f"added {len(grown.added) - len(grown.replaced)} classes, replaced {len(grown.replaced)} ({rows} rows): "
           f"{grown.head.n_classes} classes, {grown.head.n_proxies} proxies -> {printable(str(args.out))}")
     for note in grown.notes:
         print(f"note: {note}")
     print("the head equals imprinting all its classes at once, the new ones numbered after the old" if grown.exact else
           "the head is NOT what imprinting all its classes at once would give (see the note above)")
+
+
+def _check_backbone_label(path: Path, meta: dict[str, str]) -> None:
+    """A features file that names its backbone (a ``backbone`` array) must name the head's, when the head knows it."""
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as npz:
+        data = str(npz["backbone"]) if "backbone" in npz.files else None
+    try:
+        head = meta.get("backbone_label") or json.loads(meta.get("backbone", "{}")).get("name")
+    except (ValueError, AttributeError):
+        head = None
+    if data and head and data != head:
+        raise ConfigError(f"{path} holds features of backbone {printable(data)!r} but the head was imprinted on "
+                          f"{printable(str(head))!r}: extract the new classes with the head's backbone")
 
 
 def _npz_rows(path: Path) -> tuple[list[str], list[torch.Tensor]]:
@@ -210,8 +231,10 @@ def _npz_rows(path: Path) -> tuple[list[str], list[torch.Tensor]]:
     return names, [features.class_rows(c) for c in labels]
 
 
-def _image_features(args: argparse.Namespace, names: list[str], device: torch.device) -> list[torch.Tensor]:
-    """Features of each class subfolder's images, by the head's own backbone (batches of 32, a progress bar)."""
+def _image_batches(args: argparse.Namespace, names: list[str],
+                   device: torch.device) -> list[Callable[[], Iterator[torch.Tensor]]]:
+    """Per class folder, a function yielding its images' features in batches of 32, by the head's own backbone (with
+    a progress bar): the caller holds them or streams them into the GEN."""
     from tqdm.auto import tqdm
 
     from imprint_bench.data import IMAGE_EXTENSIONS
@@ -222,10 +245,10 @@ def _image_features(args: argparse.Namespace, names: list[str], device: torch.de
     empty = [n for n, f in files.items() if not f]
     if empty:
         raise ConfigError(f"class folders without images ({', '.join(IMAGE_EXTENSIONS)}): {empty[:10]}")
-    out = []
-    with tqdm(total=sum(map(len, files.values())), desc="extracting", unit="image") as bar, torch.no_grad():
-        for name in names:
-            rows = []
+    bar = tqdm(total=sum(map(len, files.values())), desc="extracting", unit="image")
+
+    def batches(name: str) -> Iterator[torch.Tensor]:
+        with torch.no_grad():
             for start in range(0, len(files[name]), 32):
                 images = []
                 for path in files[name][start:start + 32]:
@@ -236,7 +259,7 @@ def _image_features(args: argparse.Namespace, names: list[str], device: torch.de
                     except (OSError, SyntaxError, ValueError) as err:
                         raise ConfigError(f"cannot decode image {path}: {err}") from err
                 batch = model.preprocess.normalize(torch.stack(images).to(device))
-                rows.append(model.backbone(batch).flatten(1).float())
                 bar.update(len(images))
-            out.append(torch.cat(rows))
-    return out
+                yield model.backbone(batch).flatten(1).float()
+
+    return [lambda name=name: batches(name) for name in names]

@@ -101,7 +101,14 @@ def test_bad_inputs_are_one_line_before_any_work_and_write_nothing(tmp_path, row
     new = write_npz(tmp_path / "new.npz", x[y >= 5], y[y >= 5], NAMES)
     wide = write_npz(tmp_path / "wide.npz", torch.cat([x, x], 1)[y >= 5], y[y >= 5], NAMES)
     (tmp_path / "folder").mkdir()
+    labelled = tmp_path / "labelled.safetensors"
+    ImprintedHead.fit(x[y < 5], y[y < 5], "ours", class_names=NAMES[:5], seed=5).save(
+        labelled, {"backbone_label": "resnet18"})
+    other = tmp_path / "other.npz"
+    np.savez(other, X_train=x[y >= 5].numpy(), y_train=y[y >= 5].numpy(), X_test=x[:5].numpy(), y_test=y[:5].numpy(),
+             backbone=np.array("vit_b_16"))
     cases = {
+        (labelled, other, ()): "holds features of backbone 'vit_b_16' but the head was imprinted on 'resnet18'",
         (a, same, ()): "classes ['c0', 'c1'] are already in the head (2 in all): pass --replace",
         (a, wide, ()): "the new rows have 32 features but the head's proxies have 16",
         (tmp_path / "old.safetensors", new, ()): "the head lacks the run seed, each class's seeding label",
@@ -196,3 +203,17 @@ def test_protocol_rows_resume_after_sigkill(tmp_path):
 def test_bad_protocol_settings_are_one_line(tmp_path, override, message):
     out = cli(tmp_path, *PROTOCOL[:5], "method=qi", *override)
     assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_a_streaming_head_grows_from_a_stream_of_batches_like_from_held_rows(rows):
+    from imprint_bench.imprint.incremental import extend_head_streamed
+
+    x, y = rows
+    spec = MethodSpec("l2", GenSpec("kmeans", 4, streaming=True, batch_size=16), "l2", "l2", AggSpec("max"))
+    joint = ImprintedHead.fit(x, y, spec, class_names=NAMES, seed=5)
+    first = ImprintedHead.fit(x[y < 5], y[y < 5], spec, class_names=NAMES[:5], seed=5)
+    streams = [lambda c=c: iter(x[y == c].split(7)) for c in range(5, 8)]  # batches of another size: re-batched
+    grown = extend_head_streamed(first, streams, NAMES[5:]).head
+    assert torch.equal(grown.proxies, joint.proxies) and grown.growth.rows == [40] * 8
+    with pytest.raises(Exception, match="gen.streaming=true"):
+        extend_head_streamed(ImprintedHead.fit(x[y < 5], y[y < 5], "ours", seed=5), streams, NAMES[5:])

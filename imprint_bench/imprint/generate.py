@@ -115,10 +115,12 @@ def streaming_kmeans(batches: Iterable[torch.Tensor], k: int, seed: int | None) 
         if fitted or sum(int(b.shape[0]) for b in pending) >= 3 * k:
             model.partial_fit(torch.cat(pending).to(torch.float32).cpu().numpy())
             pending, fitted = [], True
-    if pending:  # a short class: its rows in one call (the reference rules keep classes with fewer than k rows)
-        model.partial_fit(torch.cat(pending).to(torch.float32).cpu().numpy())
     if like is None:
         raise ValueError("a class with no rows has no centroids")
+    if pending and not fitted and sum(int(b.shape[0]) for b in pending) < k:
+        return torch.cat(pending)  # fewer rows than k: every row is a proxy (the reference's rule)
+    if pending:  # the rest of the stream, or a short class in one call
+        model.partial_fit(torch.cat(pending).to(torch.float32).cpu().numpy())
     return torch.from_numpy(model.cluster_centers_).to(like.device, like.dtype)
 
 

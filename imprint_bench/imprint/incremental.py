@@ -16,15 +16,22 @@ What each stage does is declared in its registry entry:
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
 import torch
 
 from imprint_bench.errors import ConfigError
-from imprint_bench.imprint.generate import generate_class_proxies, least_squares_blocks, least_squares_statistics
+from imprint_bench.imprint.generate import (
+    class_seeds,
+    generate_class_proxies,
+    least_squares_blocks,
+    least_squares_statistics,
+)
 from imprint_bench.imprint.head import GrowthState, ImprintedHead
 from imprint_bench.imprint.normalize import normalize_features, normalize_proxies
-from imprint_bench.imprint.registry import NORM, check_norm, gen_stage
+from imprint_bench.imprint.registry import NORM, check_norm, gen_stage, resolve_function
+from imprint_bench.imprint.spec import MethodSpec
 
 
 @dataclass
@@ -132,16 +139,83 @@ def extend_head(head: ImprintedHead, xs: list[torch.Tensor], names: list[str], r
         growth = replace(growth, ls=stats, raw=torch.cat(raw))
     else:
         seed = growth.seed if growth.seed is not None else 0
-        new = generate_class_proxies(normed, labels, spec.gen, seed)
-        post = check_norm("post", spec.norm_post)
-        blocks = [*old_blocks, *(post.proxies_after_fn()(new, old_blocks) if post.proxies_after
-                                 else normalize_proxies(new, spec.norm_post))]
-    proxies = torch.cat(blocks)
-    owner = torch.cat([torch.full((b.shape[0],), i, dtype=torch.int64, device=device) for i, b in enumerate(blocks)])
-    grown = ImprintedHead(proxies, owner, head.norm_inf, head.agg, [*head.class_names, *names], center, spec)
+        blocks = _appended(spec, old_blocks, generate_class_proxies(normed, labels, spec.gen, seed))
+    grown = _assembled(head, blocks, names, labels, rows, center, growth)
+    return Extension(grown, list(names), replaced, notes, exact)
+
+
+def extend_head_streamed(head: ImprintedHead, streams: list[Callable[[], Iterable[torch.Tensor]]], names: list[str],
+                         replace_existing: bool = False) -> Extension:
+    """:func:`extend_head` for a head imprinted with ``gen.streaming=true``, from a stream of row batches per class
+    (``streams[i]()`` yields class i's batches, e.g. features as a backbone extracts them): no class's rows are
+    held, only the GEN's O(k·d) state. Needs a per-class GEN and no CL2N (its centre would need the rows first)."""
+    spec = head.method
+    stage = gen_stage(spec.gen.name, spec.gen.target) if spec is not None else None
+    if spec is None or stage is None or not spec.gen.streaming or stage.streaming is None:
+        raise ConfigError("streaming new classes needs a head imprinted with gen.streaming=true (mean or kmeans)")
+    centred = [kind for kind in (spec.norm_pre, spec.norm_inf) if NORM.get(kind).task_scoped]
+    if centred:
+        raise ConfigError(f"streaming new classes into a {centred[0]} head needs the new rows' mean before their "
+                          "proxies: hold them instead (an .npz), or imprint without CL2N")
+    check_extensible(head, names, head.proxies.shape[1], replace_existing)
+    replaced = [n for n in names if n in head.class_names]
+    if replaced:
+        head = _without(head, replaced)
+    growth = head.growth
+    assert growth.labels is not None
+    start = max(growth.labels, default=-1) + 1
+    labels = list(range(start, start + len(streams)))
+    rows = [0] * len(streams)
+    stream_fn = resolve_function(stage.streaming)
+
+    def normed(i: int) -> Iterator[torch.Tensor]:
+        for batch in _rebatched(streams[i](), spec.gen.batch_size):  # the GEN's batches, as in one joint imprinting
+            if batch.shape[1] != head.proxies.shape[1]:
+                raise ConfigError(f"the new rows have {batch.shape[1]} features but the head's proxies have "
+                                  f"{head.proxies.shape[1]}: they come from another backbone")
+            rows[i] += int(batch.shape[0])
+            yield normalize_features(batch.to(head.proxies.device, head.proxies.dtype), spec.norm_pre)
+
+    seeds = class_seeds(spec.gen, growth.seed if growth.seed is not None else 0, labels)
+    new = [stream_fn(normed(i), spec.gen.k, seeds[i] if stage.seeded else None) for i in range(len(streams))]
+    old_blocks = [head.proxies[head.owner == i] for i in range(head.n_classes)]
+    grown = _assembled(head, _appended(spec, old_blocks, new), names, labels, rows, head.center, growth)
+    return Extension(grown, list(names), replaced)
+
+
+def _rebatched(batches: Iterable[torch.Tensor], size: int) -> Iterator[torch.Tensor]:
+    """The rows of ``batches`` again, in batches of exactly ``size`` rows (the last one shorter)."""
+    held: list[torch.Tensor] = []
+    count = 0
+    for batch in batches:
+        held.append(batch)
+        count += int(batch.shape[0])
+        while count >= size:
+            rows = torch.cat(held)
+            yield rows[:size]
+            held, count = [rows[size:]], count - size
+    if count:
+        yield torch.cat(held)
+
+
+def _appended(spec: MethodSpec, old_blocks: list[torch.Tensor], new: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The existing NORMpost'd blocks, then the new raw ones NORMpost'd after them (quantile: onto their pool)."""
+    post = check_norm("post", spec.norm_post)
+    return [*old_blocks, *(post.proxies_after_fn()(new, old_blocks) if post.proxies_after
+                           else normalize_proxies(new, spec.norm_post))]
+
+
+def _assembled(head: ImprintedHead, blocks: list[torch.Tensor], names: list[str], labels: list[int], rows: list[int],
+               center: torch.Tensor, growth: GrowthState) -> ImprintedHead:
+    """The grown head from its proxy blocks (old classes first), with its growth state carried on."""
+    owner = torch.cat([torch.full((b.shape[0],), i, dtype=torch.int64, device=head.proxies.device)
+                       for i, b in enumerate(blocks)])
+    grown = ImprintedHead(torch.cat(blocks), owner, head.norm_inf, head.agg, [*head.class_names, *names], center,
+                          head.method)
+    assert growth.labels is not None
     grown.growth = replace(growth, labels=[*growth.labels, *labels],
                            rows=[*growth.rows, *rows] if growth.rows is not None else None)
-    return Extension(grown, list(names), replaced, notes, exact)
+    return grown
 
 
 def _without(head: ImprintedHead, names: list[str]) -> ImprintedHead:
