@@ -205,8 +205,11 @@ def exit_without_teardown() -> None:
             or multiprocessing.active_children()
             or any(name in sys.modules for name in ("wandb", "mlflow", "joblib", "submitit"))):
         return
-    sys.stdout.flush()
-    sys.stderr.flush()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # a closed pipe (| head): Python's own teardown would only report it
+        return
     logging.shutdown()
     os._exit(0)
 
