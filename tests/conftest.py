@@ -59,3 +59,25 @@ def seeded(seed: int = 0) -> torch.Generator:
 def own_cell(job):
     """(cell, grid plan) of a planned job of one cell."""
     return job.cells[0].cell, job.cells[0].plan
+
+
+def kill_after_parts(root: Path, args: tuple[str, ...], experiment: str, parts: int = 2) -> int:
+    """Start ``imprint-bench *args`` under ``root``, SIGKILL it once ``parts`` Parquet parts of ``experiment`` exist,
+    and return the rows they hold (every part must be readable: written atomically)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import pandas as pd
+
+    env = {**os.environ, "IMPRINT_BENCH_ROOT": str(root), "WANDB_MODE": "disabled"}
+    runs = root / "outputs" / "results" / experiment / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "imprint_bench", *args], cwd=Path(__file__).resolve().parent.parent,
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(runs.glob("*/*.parquet"))) < parts:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return sum(len(pd.read_parquet(p)) for p in runs.glob("*/*.parquet"))

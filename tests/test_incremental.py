@@ -168,23 +168,11 @@ def test_the_protocol_records_each_step_and_finds_the_exactly_incremental_method
 
 @pytest.mark.slow
 def test_protocol_rows_resume_after_sigkill(tmp_path):
-    import signal
-    import time
+    from conftest import kill_after_parts
 
     args = (*PROTOCOL[:5], "nc1=false", "flush_every=2", "experiment_name=killed",
             f"grid={{gen.name:[kmeans],gen.k:[{','.join(map(str, range(1, 25)))}]}}")
-    env = {**os.environ, "IMPRINT_BENCH_ROOT": str(tmp_path), "WANDB_MODE": "disabled"}
-    runs = tmp_path / "outputs" / "results" / "killed" / "runs"
-    proc = subprocess.Popen([sys.executable, "-m", "imprint_bench", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(runs.glob("*/*.parquet"))) < 2:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    import pandas as pd
-
-    written = sum(len(pd.read_parquet(p)) for p in runs.glob("*/*.parquet"))
+    written = kill_after_parts(tmp_path, args, "killed")
     assert 0 < written < 24 * 4
     out = cli(tmp_path, *args)
     assert out.returncode == 0, out.stderr

@@ -4,14 +4,13 @@ basic sweeper), plan mode, resume after SIGKILL (trackers: test_tracking.py)."""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import kill_after_parts
 
 ROOT = Path(__file__).resolve().parent.parent
 # two feature sets (synthetic seeds) × 2 tasks × 2 seeds × 2 methods: 2 jobs of 4 cells, 16 runs
@@ -84,16 +83,8 @@ def test_a_second_sweep_skips_every_cell(tmp_path):
 def test_resume_after_sigkill_loses_only_runs_in_flight(tmp_path):
     args = ("dataset=synthetic", "dataset.dim=16", "nc1=false", "flush_every=3", "experiment_name=killed",
             "grid={gen.name:[kmeans,kmedoids,fps,random],gen.k:[1,2,3,4,5,6,7,8,9,10]}")
-    env = {**os.environ, "IMPRINT_BENCH_ROOT": str(tmp_path), "WANDB_MODE": "disabled"}
     runs = tmp_path / "outputs" / "results" / "killed" / "runs"
-    proc = subprocess.Popen([sys.executable, "-m", "imprint_bench", *args], cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and len(list(runs.glob("*/*.parquet"))) < 2:
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    written = sum(len(pd.read_parquet(p)) for p in runs.glob("*/*.parquet"))  # every file is readable
+    written = kill_after_parts(tmp_path, args, "killed")
     assert 0 < written < 40
     out = cli(tmp_path, *args)
     assert out.returncode == 0, out.stderr
