@@ -27,7 +27,7 @@ from imprint_bench.identity import recorded_versions
 from imprint_bench.imprint.head import ImprintedHead
 from imprint_bench.imprint.incremental import extend_head
 from imprint_bench.imprint.metrics import classification_metrics
-from imprint_bench.imprint.nc import nc1_both
+from imprint_bench.imprint.nc import MAX_SCATTER_CLASSES, ClassScatter, class_scatter, nc1_both, nc1_of_classes
 from imprint_bench.imprint.pipeline import ProxyCache, Workspace
 from imprint_bench.imprint.spec import MethodSpec, preset_name
 from imprint_bench.plan import Cell, FeatureSource, JobSpec, PlannedCell
@@ -46,17 +46,22 @@ PROXY_CACHE = ProxyCache()
 #: NC1 values by (feature key, task classes, shots, few-shot seed), for the same reason.
 NC1_MEMO: dict[tuple, dict[str, float]] = {}
 
+#: Per-class moments of each feature set's L2-normalised train rows (NC1 of any whole-class task), by feature key.
+SCATTER_MEMO: dict[str, ClassScatter] = {}
 
 
-def _nc1_columns(task: Task, feature_key: str, seed: int) -> dict[str, float]:
+def _nc1_columns(task: Task, features: FeatureSet, seed: int) -> dict[str, float]:
     """NC1 of the task's L2-normalised train features, textbook and with the reference's centring; computed
-    once per task data in a process (it depends on the seed only through a few-shot sample)."""
-    key = (feature_key, tuple(task.labels), task.shots, task.n_val, seed if task.seed_drawn else None)
+    once per task data in a process (it depends on the seed only through a few-shot sample or a validation split).
+    A task of whole classes reads it off the feature set's per-class moments, computed once for all its tasks."""
+    key = (features.key, tuple(task.labels), task.shots, task.n_val, seed if task.seed_drawn else None)
     if key not in NC1_MEMO:
-        x, y = task.train_xy()
-        x = torch.nn.functional.normalize(x, dim=1)
         try:
-            textbook, reference = nc1_both(x, y)
+            if _whole_classes(task, features):
+                textbook, reference = nc1_of_classes(_class_scatter(features), task.labels)
+            else:
+                x, y = task.train_xy()
+                textbook, reference = nc1_both(torch.nn.functional.normalize(x, dim=1), y)
             NC1_MEMO[key] = {"nc1": textbook, "nc1_ref": reference}
         except Exception as err:  # NC1 is an annotation; never fail the runs for it
             if stops_the_job(err):
@@ -64,6 +69,22 @@ def _nc1_columns(task: Task, feature_key: str, seed: int) -> dict[str, float]:
             log.warning("NC1 could not be computed: %s", err)
             NC1_MEMO[key] = {"nc1": float("nan"), "nc1_ref": float("nan")}
     return NC1_MEMO[key]
+
+
+def _whole_classes(task: Task, features: FeatureSet) -> bool:
+    """Whether the task trains on every row of each of its classes (no few-shot sample, no validation split), in a
+    feature set with few enough classes to keep their moments."""
+    labels = features.class_labels()
+    return (len(labels) <= MAX_SCATTER_CLASSES and set(task.labels) <= set(labels)
+            and all(x is features.class_rows(label) for x, label in zip(task.train, task.labels, strict=True)))
+
+
+def _class_scatter(features: FeatureSet) -> ClassScatter:
+    if features.key not in SCATTER_MEMO:
+        labels = features.class_labels()
+        blocks = [torch.nn.functional.normalize(features.class_rows(label), dim=1) for label in labels]
+        SCATTER_MEMO[features.key] = class_scatter(blocks, labels)
+    return SCATTER_MEMO[features.key]
 
 
 class JobData:
@@ -128,7 +149,7 @@ def evaluate_cell(job: JobSpec, planned: PlannedCell, data: JobData, store: Resu
         "n_test_excluded": task.n_test_excluded,
         "feature_key": features.key, "cell_hash": cell.hash, "device": str(data.device),
         "versions": recorded_versions(),
-        **(_nc1_columns(task, features.key, cell.seed) if pending and job.nc1 else NO_NC1),
+        **(_nc1_columns(task, features, cell.seed) if pending and job.nc1 else NO_NC1),
     }
     writer = store.writer(cell.hash, flush_every=job.flush_every)
     try:

@@ -29,6 +29,8 @@ from imprint_bench.plan import PlannedCell, describe_cells, plan_cells
 CELL_KEYS = ("task", "seed")
 
 Compose = Callable[[list[str]], DictConfig]
+#: Task nodes composed on their own, one per set of task overrides (``("task=even", "task.shots=5")``).
+ComposeTasks = Callable[[list[tuple[str, ...]]], list[DictConfig]]
 
 
 class Composer:
@@ -36,30 +38,69 @@ class Composer:
 
     Hydra builds a config from the group overrides (``backbone=resnet18``) and then applies the value
     overrides (``dataset.path=a.npz``) in order; so jobs that differ only in values share a composition,
-    and their values are applied to a copy. Anything but a plain ``key=value`` is composed in full."""
+    and their values are applied to a copy. Anything but a plain ``key=value`` is composed in full.
 
-    def __init__(self, compose: Compose, is_group: Callable[[str], bool]) -> None:
+    ``master`` (Hydra's composition of the command line, sweeps left out) stands in for the composition of a
+    job that selects the same config groups, so that a sweep over values composes nothing more (see
+    :meth:`_from_master`)."""
+
+    def __init__(self, compose: Compose, is_group: Callable[[str], bool], master: DictConfig | None = None) -> None:
         self.compose = compose
         self.is_group = is_group
         self.parser = OverridesParser.create()
         self._by_groups: dict[tuple[str, ...], DictConfig] = {}
+        self.master = master
+        given = [o for o in self.parser.parse_overrides(list(master.hydra.overrides.task))
+                 if not o.is_sweep_override()] if master is not None else []
+        self._master_groups = {o.input_line for o in given if is_group(o.key_or_group)}
+        self._master_values = [o for o in given if not is_group(o.key_or_group)]
 
-    def __call__(self, overrides: list[str]) -> DictConfig:
-        parsed = self.parser.parse_overrides(list(overrides))
+    def __call__(self, overrides: list[str], parsed: list[Override] | None = None) -> DictConfig:
+        """The config of a job with these overrides (``parsed``: the same, already parsed)."""
+        parsed = parsed if parsed is not None else self.parser.parse_overrides(list(overrides))
         groups = [o for o in parsed if self.is_group(o.key_or_group)]
         values = [o for o in parsed if not self.is_group(o.key_or_group)]
         if any(o.is_delete() or o.is_add() or o.is_force_add() or o.package is not None for o in values):
             return self.compose(list(overrides))
-        key = tuple(str(o.input_line) for o in groups)
-        if key not in self._by_groups:
-            self._by_groups[key] = self.compose(list(key))
-        cfg = self._by_groups[key].copy()
+        base = self._from_master(groups, values)
+        if base is None:
+            key = tuple(str(o.input_line) for o in groups)
+            if key not in self._by_groups:
+                self._by_groups[key] = self.compose(list(key))
+            base = self._by_groups[key]
+        cfg = base.copy()
         try:
             for o in values:
                 OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True)
         except OmegaConfBaseException:
             return self.compose(list(overrides))  # Hydra's own message for a key that does not exist
         return cfg
+
+    def _from_master(self, groups: list[Override], values: list[Override]) -> DictConfig | None:
+        """The master config, when it is what composing the job's groups and applying its values would start from:
+        the job selects every config group the command line selects, and each of its group options is the one
+        the master shows (a swept option that is the default, ``task=all``, selects nothing new); its values that
+        the master has not applied touch other keys than those the master's values set (so order cannot matter,
+        and the master's own values, applied once more, change nothing). Otherwise None."""
+        master = self.master
+        if master is None:
+            return None
+        choices = master.hydra.runtime.choices
+        if "???" in choices.values() or not self._master_groups <= {o.input_line for o in groups}:
+            return None
+        if any(o.is_delete() or o.is_add() or o.is_force_add() or o.package is not None
+               or choices.get(o.key_or_group) != o.value() for o in groups):
+            return None
+        applied = {o.input_line for o in self._master_values}
+        keys = [o.key_or_group for o in self._master_values]
+        if any(o.input_line not in applied and any(_overlap(o.key_or_group, k) for k in keys) for o in values):
+            return None
+        return master
+
+
+def _overlap(a: str, b: str) -> bool:
+    """Whether two dotted keys name the same node or one holds the other (``grid`` and ``grid.method``)."""
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
 
 
 def is_cell_key(key: str) -> bool:
@@ -145,37 +186,34 @@ def group_jobs(jobs: list[list[str]]) -> list[JobGroup]:
     return list(groups.values())
 
 
-def plan_groups(groups: list[JobGroup], compose: Compose, compose_task: Compose | None = None) -> None:
+def plan_groups(groups: list[JobGroup], compose: Compose, compose_tasks: ComposeTasks | None = None) -> None:
     """Compose and plan every cell of every group (fills ``JobGroup.planned``); a ConfigError names the job.
 
     Each group is composed once, and each distinct set of task overrides once over the overrides all groups
     share; a group whose own composition shows a different task node (an experiment that sets task fields)
-    has its other tasks composed with its own overrides. ``compose_task`` (optional) composes a task node on its
-    own from overrides that select a task option (``task=even task.shots=5``), which is cheaper than a whole
-    config; it is used where the first cell's task node shows that nothing else sets task fields."""
+    has its other tasks composed with its own overrides. ``compose_tasks`` (optional) composes task nodes on their
+    own, all in one composition, from overrides that select a task option (``task=even task.shots=5``), which is
+    far cheaper than a whole config per task; they are used where the first cell's task node shows that nothing
+    else sets task fields."""
     everywhere = set.intersection(*(set(g.overrides) for g in groups)) if groups else set()
     task_nodes: dict[tuple[str, ...], DictConfig] = {}
-    isolated = compose_task is not None
+    shared = [o for o in groups[0].overrides if o in everywhere] if groups else []
+    alone = _tasks_alone(groups, compose_tasks) if compose_tasks is not None else {}
 
     def task_node(task_overrides: tuple[str, ...], base: list[str]) -> DictConfig:
         key = (*base, "|", *task_overrides)
         if key not in task_nodes:
-            node = None
-            if base is shared and isolated and _selects_task(task_overrides):
-                assert compose_task is not None
-                with contextlib.suppress(Exception):  # a bad option: the whole composition says so, in its words
-                    node = compose_task(list(task_overrides)).task
+            node = alone.get(task_overrides) if base is shared else None
             task_nodes[key] = node if node is not None else compose([*base, *task_overrides]).task
         return task_nodes[key]
 
-    shared = [o for o in groups[0].overrides if o in everywhere] if groups else []
     for group in groups:
         try:
             first = compose([*group.overrides, *group.cells[0]])
             split = _task_overrides(group.cells[0])
             base = shared
-            if isolated and _selects_task(split) and first.task != task_node(split, shared):
-                isolated = False  # something besides the task options sets task fields: compose tasks in full
+            if alone and split in alone and first.task != alone[split]:
+                alone.clear()  # something besides the task options sets task fields: compose tasks in full
                 task_nodes.clear()
             if first.task != task_node(split, shared):
                 base = list(group.overrides)
@@ -185,6 +223,24 @@ def plan_groups(groups: list[JobGroup], compose: Compose, compose_task: Compose 
             group.config = first
         except ConfigError as err:
             raise ConfigError(f"job {' '.join(group.overrides) or '(no overrides)'}: {err}") from err
+
+
+def _tasks_alone(groups: list[JobGroup], compose_tasks: ComposeTasks) -> dict[tuple[str, ...], DictConfig]:
+    """Each distinct set of task overrides that selects a task option, composed on its own: all in one composition,
+    or, when that fails (a bad option), one by one, leaving out those that fail (the whole composition of their job
+    then says what is wrong, in Hydra's words)."""
+    wanted = list(dict.fromkeys(split for g in groups for c in g.cells
+                                if _selects_task(split := _task_overrides(c))))
+    if not wanted:
+        return {}
+    try:
+        return dict(zip(wanted, compose_tasks(wanted), strict=True))
+    except Exception:
+        alone = {}
+        for split in wanted:
+            with contextlib.suppress(Exception):
+                alone[split] = compose_tasks([split])[0]
+        return alone
 
 
 def _selects_task(task_overrides: tuple[str, ...]) -> bool:

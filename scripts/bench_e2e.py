@@ -73,8 +73,11 @@ def timed(cmd: list[str], env: dict[str, str], cwd: Path = ROOT) -> tuple[float,
 
 
 def user_env(root: Path) -> dict[str, str]:
-    """The environment of a user's shell: offline, results under ``root``, no tuning variables of ours."""
-    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")}
+    """The environment of a user's shell: offline, results under ``root``, no tuning variables of ours, and Python
+    caching compiled modules as it does by default (this project's machines set ``PYTHONDONTWRITEBYTECODE``, which
+    makes every command compile the project's modules again)."""
+    dropped = ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "PYTHONDONTWRITEBYTECODE")
+    env = {k: v for k, v in os.environ.items() if k not in dropped}
     return {**env, "IMPRINT_BENCH_ROOT": str(root), "HF_HUB_OFFLINE": "1", "WANDB_MODE": "disabled"}
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from imprint_bench.imprint.nc import nc1, nc_stats, vci
+from imprint_bench.imprint.nc import class_scatter, nc1, nc1_both, nc1_of_classes, nc_stats, vci
 
 
 def _numpy_nc(x: np.ndarray, y: np.ndarray, quirk: bool) -> dict[str, float]:
@@ -121,3 +121,19 @@ def test_large_input_is_fast_enough():
     x = torch.nn.functional.normalize(torch.randn(6000, 256, generator=g), dim=1)
     y = torch.randint(0, 10, (6000,), generator=g)
     assert np.isfinite(nc1(x, y)) and np.isfinite(nc1(x, y, reference_centring=True))
+
+
+@pytest.mark.parametrize("dim", [12, 4])  # 4 < 6 classes: the class means span every direction
+def test_nc1_of_whole_classes_from_their_moments_equals_the_nc1_of_their_rows(dim):
+    sizes = [40, 25, 60, 33, 50, 18]
+    x, y = _mixture(sizes, dim=dim, seed=3)
+    scatter = class_scatter([x[y == k] for k in range(len(sizes))], list(range(len(sizes))))
+    for labels in ([0, 1, 2, 3, 4, 5], [0, 2, 4], [5, 1], [3, 4, 0, 1]):
+        keep = torch.isin(y, torch.tensor(labels))
+        rows, renumbered = x[keep], torch.tensor([labels.index(int(v)) for v in y[keep]])
+        expected = nc1_both(rows, renumbered)
+        assert nc1_of_classes(scatter, labels) == pytest.approx(expected, rel=1e-10)
+        assert expected[0] == pytest.approx(_numpy_nc(rows.numpy(), renumbered.numpy(), False)["nc1"], rel=1e-8)
+    assert all(math.isnan(v) for v in nc1_of_classes(scatter, [2]))
+    collapsed = class_scatter([torch.ones(3, dim), torch.ones(4, dim)], [0, 1])  # identical class means
+    assert nc1_of_classes(collapsed, [0, 1]) == (math.inf, math.inf)

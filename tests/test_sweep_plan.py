@@ -102,22 +102,65 @@ def test_task_nodes_composed_on_their_own_plan_the_same_cells(compose_cfg, npz_f
 
     from imprint_bench.config import CONFIG_MODULE
 
-    alone: list[list[str]] = []
+    batches: list[list[tuple[str, ...]]] = []
 
-    def compose_task(overrides: list[str]):
-        alone.append(overrides)
+    def compose_tasks(task_overrides: list[tuple[str, ...]]):  # as the sweeper does: one composition for all
+        batches.append(task_overrides)
+        overrides = [o.replace("task=", f"+task@task_{i}=") if o.startswith("task=")
+                     else o.replace("task.", f"task_{i}.") for i, split in enumerate(task_overrides) for o in split]
         GlobalHydra.instance().clear()
         with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
-            return hydra_compose(overrides=[f"+{o}" if o.startswith("task=") else o for o in overrides])
+            cfg = hydra_compose(overrides=overrides)
+        return [cfg[f"task_{i}"] for i in range(len(task_overrides))]
 
     for extra in ((), ("experiment=beyond_ours",)):  # beyond_ours sets task fields: tasks are composed in full
         compose, calls = counting(compose_cfg)
-        alone.clear()
+        batches.clear()
         groups = group_jobs(jobs_of("dataset=features", f"dataset.path={npz_file}", *extra, "method=qi,ours",
-                                    "task=all,even,odd", "seed=1,2"))
-        plan_groups(groups, Composer(compose, lambda key: key in GROUPS), compose_task)
-        assert len(calls) == (2 if not extra else 2 + 3) and len(alone) == (3 if not extra else 1)
+                                    "task=all,even,odd", "task.shots=-1", "seed=1,2"))
+        plan_groups(groups, Composer(compose, lambda key: key in GROUPS), compose_tasks)
+        assert len(batches) == 1 and len(batches[0]) == 3  # the three tasks, in one composition
+        assert len(calls) == (2 if not extra else 2 + 3)
         for group in groups:
             for cell_overrides, planned in zip(group.cells, group.planned, strict=True):
                 cell, plan = own_cell(plan_job(compose_cfg(*group.overrides, *cell_overrides)))
                 assert (planned.cell.hash, planned.plan.specs) == (cell.hash, plan.specs)
+
+
+def test_tasks_that_cannot_be_composed_together_are_composed_one_by_one(compose_cfg, npz_file):
+    def compose_tasks(task_overrides: list[tuple[str, ...]]):
+        if len(task_overrides) > 1 or task_overrides[0] == ("task=nosuchtask",):
+            raise ValueError("cannot compose")
+        return [compose_cfg(*task_overrides[0]).task]
+
+    groups = group_jobs(jobs_of("dataset=features", f"dataset.path={npz_file}", "method=qi", "task=all,even",
+                                "seed=1"))
+    plan_groups(groups, Composer(lambda o: compose_cfg(*o), lambda key: key in GROUPS), compose_tasks)
+    assert [p.cell.task for p in groups[0].planned] == ["all", "even"]
+    groups = group_jobs(jobs_of("dataset=features", f"dataset.path={npz_file}", "method=qi", "task=all,nosuchtask",
+                                "seed=1"))
+    with pytest.raises(Exception, match="nosuchtask"):  # the whole composition says what is wrong
+        plan_groups(groups, Composer(lambda o: compose_cfg(*o), lambda key: key in GROUPS), compose_tasks)
+
+
+def test_the_master_config_stands_in_for_a_job_that_selects_its_groups(compose_cfg, npz_file):
+    from omegaconf import open_dict
+
+    def job_part(cfg):
+        with open_dict(cfg):
+            del cfg["hydra"]
+        return cfg
+
+    compose, calls = counting(lambda *o: compose_cfg(*o, return_hydra_config=True))
+    master = compose_cfg("dataset=features", "grid={method:[qi,ours]}", return_hydra_config=True)
+    master.hydra.overrides.task = ["dataset=features", "dataset.path=a.npz,b.npz", "grid={method:[qi,ours]}",
+                                   "task=all,even", "seed=1,2"]  # as Hydra composes it: sweeps not applied
+    composer = Composer(compose, lambda key: key in GROUPS, master=master)
+    job = ["dataset=features", f"dataset.path={npz_file}", "grid={method:[qi,ours]}", "task=all", "seed=2"]
+    assert job_part(composer(job)) == compose_cfg(*job) and not calls  # the master, with the job's values
+    other = [*job[:3], "task=even", "seed=2"]  # another task option than the master's: composed
+    assert job_part(composer(other)) == compose_cfg(*other) and len(calls) == 1
+    overlapping = [*job[:3], "grid.method=[qi]", "task=all"]  # a value inside one the master set: composed
+    assert job_part(composer(overlapping)) == compose_cfg(*overlapping) and len(calls) == 2
+    without = ["grid={method:[qi,ours]}", "task=all"]  # does not select the master's dataset option: composed
+    assert job_part(composer(without)) == compose_cfg(*without) and len(calls) == 3

@@ -72,7 +72,7 @@ class ComposedOnce:
         parsed = OverridesParser.create().parse_overrides(list(sweep_overrides))
         if any(o.is_hydra_override() for o in parsed):
             return self._loader.load_sweep_config(master_config, sweep_overrides)
-        cfg = self._composer(list(sweep_overrides))
+        cfg = self._composer(list(sweep_overrides), parsed)
         job = cfg.hydra.job
         cfg.hydra.overrides.task = [o.input_line for o in parsed]
         job.override_dirname = get_overrides_dirname(
@@ -113,7 +113,7 @@ class CellSweeper(Sweeper):
         self.hydra_context = hydra_context
         self.config = config
         self._task_function = task_function
-        self.composer = Composer(self._compose_job, self._is_group)
+        self.composer = Composer(self._compose_job, self._is_group, master=config)
 
     def _compose_job(self, overrides: list[str]) -> DictConfig:
         """A job's whole config (``hydra`` node included) as Hydra's launchers compose it."""
@@ -128,14 +128,25 @@ class CellSweeper(Sweeper):
             del cfg["hydra"]
         return cfg
 
-    def _compose_task(self, overrides: list[str]) -> DictConfig:
-        """A task node on its own (the option, ``+task=even``, and task values), without the rest of the config."""
+    def _compose_tasks(self, task_overrides: list[tuple[str, ...]]) -> list[DictConfig]:
+        """Task nodes on their own, without the rest of the config, all in one composition: each set of task
+        overrides at a package of its own (``task=even task.shots=5`` becomes ``+task@task_0=even task_0.shots=5``).
+        """
         from hydra.types import RunMode
 
         assert self.hydra_context is not None
-        alone = [f"+{o.lstrip('+')}" if o.lstrip("+").split("=", 1)[0] == "task" else o for o in overrides]
-        return self.hydra_context.config_loader.load_configuration(config_name=None, overrides=alone,
-                                                                   run_mode=RunMode.RUN)
+        overrides = []
+        for i, split in enumerate(task_overrides):
+            for override in split:
+                body = override.lstrip("+~")
+                key, _, value = body.partition("=")
+                if key == "task":
+                    overrides.append(f"+task@task_{i}={value}")
+                else:  # task.<field>, with its + or ~
+                    overrides.append(f"{override[:len(override) - len(body)]}task_{i}{key[len('task'):]}={value}")
+        cfg = self.hydra_context.config_loader.load_configuration(config_name=None, overrides=overrides,
+                                                                  run_mode=RunMode.RUN)
+        return [cfg[f"task_{i}"] for i in range(len(task_overrides))]
 
     def _is_group(self, key: str) -> bool:
         """Whether an override key selects a config group (``dataset``, ``hydra/launcher``) or sets a value."""
@@ -167,7 +178,7 @@ class CellSweeper(Sweeper):
         args = [f"{k}={v}" for k, v in self.params.items()] + list(arguments)
         parser = OverridesParser.create(config_loader=self.hydra_context.config_loader)
         groups = group_jobs(expand(parser.parse_overrides(args)))
-        plan_groups(groups, self._compose, self._compose_task)
+        plan_groups(groups, self._compose, self._compose_tasks)
         if self.config.get("mode") == "plan":
             print(describe_plan(groups))
             return []

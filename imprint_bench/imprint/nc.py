@@ -22,11 +22,12 @@ negative label (the reference's "unmapped", −1) are dropped.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import torch
 
-__all__ = ["NCStats", "nc1", "nc1_both", "nc_stats", "vci"]
+__all__ = ["ClassScatter", "NCStats", "class_scatter", "nc1", "nc1_both", "nc1_of_classes", "nc_stats", "vci"]
 
 
 @dataclass(frozen=True)
@@ -110,14 +111,14 @@ def _projected_within(mo: _Moments, p: torch.Tensor) -> float:
     return total
 
 
-def _between_pinv_factor(mo: _Moments) -> tuple[torch.Tensor, int]:
-    """P with Σ_B⁺ = C · P Pᵀ (P = M⁺, d × C), and the rank kept."""
-    m = mo.means - mo.mu_g
+def _between_pinv_factor(means: torch.Tensor, mu_g: torch.Tensor, rtol: float) -> tuple[torch.Tensor, int]:
+    """P with Σ_B⁺ = C · P Pᵀ (P = M⁺, d × C, M the class means minus μ_G), and the rank kept."""
+    m = means - mu_g
     s = torch.linalg.svdvals(m)
     if s.numel() == 0 or s[0] <= 0:
         return torch.zeros(m.shape[1], m.shape[0], dtype=torch.float64), 0
     # Eigenvalues of Σ_B are s²/C: a relative cut-off rtol on them is sqrt(rtol) on the singular values of M.
-    rtol_m = mo.rtol**0.5
+    rtol_m = rtol**0.5
     rank = int((s > rtol_m * s[0]).sum())
     return torch.linalg.pinv(m, rtol=rtol_m), rank
 
@@ -130,7 +131,7 @@ def _within_weights(mo: _Moments) -> torch.Tensor:
 
 def _nc1_from(mo: _Moments, reference_centring: bool) -> tuple[float, int]:
     c = len(mo.counts)
-    p, rank = _between_pinv_factor(mo)
+    p, rank = _between_pinv_factor(mo.means, mo.mu_g, mo.rtol)
     if rank == 0:
         return float("inf"), 0
     # Tr(Σ_W Σ_B⁺) = C · Σ_i w_i ‖Pᵀ(x_i − μ_c)‖²
@@ -158,11 +159,69 @@ def nc1_both(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
     if mo is None:
         return float("nan"), float("nan")
     c = len(mo.counts)
-    p, rank = _between_pinv_factor(mo)
+    p, rank = _between_pinv_factor(mo.means, mo.mu_g, mo.rtol)
     if rank == 0:
         return float("inf"), float("inf")
     tr = c * _projected_within(mo, p)
     return tr / c, (tr + c * float((mo.mu_g @ p).pow(2).sum())) / c
+
+
+#: Classes up to which :func:`class_scatter` is worth keeping: its scatter is K³ float64 values (16 MiB at 128).
+MAX_SCATTER_CLASSES = 128
+
+
+@dataclass(frozen=True)
+class ClassScatter:
+    """Per-class moments of a feature set that give the NC1 of any task made of whole classes without another pass
+    over the rows: counts, float64 means, an orthonormal basis Q (d × r) of the span of the class means, and each
+    class's scatter within that span, Σ_i z_i z_iᵀ with z_i = Qᵀ(x_i − μ_c) (r × r).
+
+    This suffices because Σ_B⁺ = C · P Pᵀ with P = M⁺, whose columns lie in the span of the task's centred class
+    means, inside span(Q): so ‖Pᵀv‖ = ‖(QᵀP)ᵀ Qᵀv‖ for every v, and Σ_{i∈c} ‖Pᵀ(x_i − μ_c)‖² = tr(Aᵀ Z_c A), A = QᵀP."""
+
+    labels: list[int]
+    counts: torch.Tensor  # (K,)
+    means: torch.Tensor  # (K, d) float64
+    basis: torch.Tensor  # (d, r) float64, r = min(K, d)
+    scatter: torch.Tensor  # (K, r, r) float64
+    eps: float  # machine epsilon of the rows' dtype (the rank cut-off, as in nc1)
+
+
+def class_scatter(blocks: Sequence[torch.Tensor], labels: Sequence[int]) -> ClassScatter:
+    """The :class:`ClassScatter` of classes ``labels`` from each one's rows (``blocks``, used as passed: the runner
+    L2-normalises them first). One pass over the rows after their means."""
+    if len(blocks) != len(labels) or not blocks or any(b.ndim != 2 or b.shape[0] == 0 for b in blocks):
+        raise ValueError("class_scatter expects one non-empty (n_c, d) block of rows per label")
+    eps = torch.finfo(blocks[0].dtype).eps if blocks[0].is_floating_point() else torch.finfo(torch.float64).eps
+    blocks = [b.detach().to("cpu") for b in blocks]
+    means = torch.stack([sum(xb.sum(0) for _, xb in _chunks(b)) / b.shape[0] for b in blocks])
+    basis = torch.linalg.svd(means, full_matrices=False).Vh.T
+    scatter = torch.zeros(len(blocks), basis.shape[1], basis.shape[1], dtype=torch.float64)
+    for k, b in enumerate(blocks):
+        for _, xb in _chunks(b):
+            z = (xb - means[k]) @ basis
+            scatter[k] += z.T @ z
+    counts = torch.tensor([b.shape[0] for b in blocks])
+    return ClassScatter([int(label) for label in labels], counts, means, basis, scatter, eps)
+
+
+def nc1_of_classes(cs: ClassScatter, labels: Sequence[int]) -> tuple[float, float]:
+    """(textbook NC1, the reference's NC1) of the task made of the whole classes ``labels``: what :func:`nc1_both`
+    gives on their rows, from their :class:`ClassScatter` alone."""
+    index = [cs.labels.index(int(label)) for label in labels]
+    c, d = len(index), cs.means.shape[1]
+    if c < 2:
+        return float("nan"), float("nan")
+    counts = cs.counts[index].to(torch.float64)
+    means = cs.means[index]
+    mu_g = (counts.unsqueeze(1) * means).sum(0) / counts.sum()
+    p, rank = _between_pinv_factor(means, mu_g, max(c, d) * cs.eps)
+    if rank == 0:
+        return float("inf"), float("inf")
+    a = cs.basis.T @ p
+    within = float(((cs.scatter[index] * (a @ a.T)).sum((1, 2)) / (c * counts)).sum())
+    tr = c * within
+    return tr / c, (tr + c * float((mu_g @ p).pow(2).sum())) / c
 
 
 def _covariances(mo: _Moments, reference_centring: bool) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,7 +252,7 @@ def vci(x: torch.Tensor, y: torch.Tensor, reference_centring: bool = False, *, r
     mo = _prepare(x, y, rtol)
     if mo is None:
         return float("nan")
-    return _vci_from(mo, reference_centring, _between_pinv_factor(mo)[1])
+    return _vci_from(mo, reference_centring, _between_pinv_factor(mo.means, mo.mu_g, mo.rtol)[1])
 
 
 def nc_stats(
