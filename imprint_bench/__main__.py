@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import logging
 import multiprocessing
@@ -177,6 +178,8 @@ def cli() -> None:
         return
     if any(arg in ("-m", "--multirun") for arg in sys.argv[1:]):
         _multirun_without_mode_composition()
+    if "torch" not in sys.modules:  # a command's own process: its imports live until exit (see runner.kept_for_good)
+        gc.freeze()
     try:
         main()
     except KeyboardInterrupt:

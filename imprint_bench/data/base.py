@@ -39,9 +39,14 @@ class FeatureSet:
 
     def _classes(self) -> dict[int, torch.Tensor]:
         if self._by_class is None:
-            order = torch.argsort(self.y_train, stable=True)
-            labels, counts = torch.unique_consecutive(self.y_train[order], return_counts=True)
-            blocks = torch.split(self.x_train[order], counts.tolist())
+            y = self.y_train
+            if bool((y[1:] >= y[:-1]).all()):  # rows already grouped by class (e.g. extracted from a folder): views
+                labels, counts = torch.unique_consecutive(y, return_counts=True)
+                blocks = torch.split(self.x_train, counts.tolist())
+            else:
+                order = torch.argsort(y, stable=True)
+                labels, counts = torch.unique_consecutive(y[order], return_counts=True)
+                blocks = torch.split(self.x_train[order], counts.tolist())
             self._by_class = dict(zip(labels.tolist(), blocks, strict=True))
         return self._by_class
 

@@ -80,11 +80,11 @@ class Workspace:
         self.lam = lam
         self.feature_key = feature_key
         self.proxy_cache = proxy_cache if proxy_cache is not None else ProxyCache()
-        self._center = task.train_mean()
         self._train: dict[str, list[torch.Tensor]] = {}
         self._test: dict[tuple[str, str], torch.Tensor] = {}
         self._neighbors: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
         self._seedless: dict[tuple, dict[str, Any]] = {}  # results that no seed changes (shared by with_seed copies)
+        self._task_stats: dict[str, torch.Tensor] = {}  # the task's train mean, on first use (shared likewise)
 
     def with_seed(self, seed: int) -> Workspace:
         """This task under another run seed, sharing the normalised data and the neighbour searches (whose
@@ -97,14 +97,15 @@ class Workspace:
 
     def train_normed(self, norm_pre: str) -> list[torch.Tensor]:
         if norm_pre not in self._train:
-            self._train[norm_pre] = [normalize_features(x, norm_pre, self._center) for x in self.task.train]
+            center = self._center_for(norm_pre)
+            self._train[norm_pre] = [normalize_features(x, norm_pre, center) for x in self.task.train]
         return self._train[norm_pre]
 
     def test_normed(self, norm_inf: str, split: str = "test") -> torch.Tensor:
         """The test rows (or, ``split="val"``, the validation rows) after NORMinf."""
         if (norm_inf, split) not in self._test:
             x = self.task.x_test if split == "test" else self.task.x_val
-            self._test[norm_inf, split] = normalize_features(x, norm_inf, self._center)
+            self._test[norm_inf, split] = normalize_features(x, norm_inf, self._center_for(norm_inf))
         return self._test[norm_inf, split]
 
     def ridge(self, spec: MethodSpec) -> float:
@@ -163,8 +164,14 @@ class Workspace:
 
     @property
     def center(self) -> torch.Tensor:
-        """The task's train mean (used by cl2n)."""
-        return self._center
+        """The task's train mean (used by cl2n), computed on first use and shared by the seeds' copies."""
+        if "center" not in self._task_stats:
+            self._task_stats["center"] = self.task.train_mean()
+        return self._task_stats["center"]
+
+    def _center_for(self, norm: str) -> torch.Tensor | None:
+        """The centre a NORM kind needs: the task's train mean for a task-scoped one (cl2n), else none."""
+        return self.center if NORM.get(norm).task_scoped else None
 
     def imprinted(self, spec: MethodSpec) -> tuple[torch.Tensor, torch.Tensor, float]:
         """GEN → NORMpost for ``spec``: the proxy matrix, each proxy's class index and the seconds GEN took."""
