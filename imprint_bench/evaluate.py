@@ -80,7 +80,9 @@ def _whole_classes(task: Task, features: FeatureSet) -> bool:
 
 
 def _class_scatter(features: FeatureSet) -> ClassScatter:
+    """The feature set's per-class moments; only the current job's feature set is kept (as ProxyCache.retain)."""
     if features.key not in SCATTER_MEMO:
+        SCATTER_MEMO.clear()
         labels = features.class_labels()
         blocks = [torch.nn.functional.normalize(features.class_rows(label), dim=1) for label in labels]
         SCATTER_MEMO[features.key] = class_scatter(blocks, labels)

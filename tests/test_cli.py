@@ -88,3 +88,14 @@ def test_help_names_the_program_its_commands_and_the_groups_users_choose_from(tm
     for line in ("experiment=quickstart", "mode=plan", "-m backbone=", "  gen             all, cov_max, custom",
                  "  method          hosoda, janson, oracle, ours, qi"):
         assert line in out.stdout
+
+
+def test_a_command_keeps_the_objects_of_torch_s_import_out_of_the_garbage_collector_s_scans():
+    code = ("import gc\nfrom imprint_bench.runner import kept_for_good\n"
+            "with kept_for_good():\n    import torch\n"
+            "frozen = gc.get_freeze_count()\n"
+            "with kept_for_good():  # torch already loaded (a test process, a second job): nothing changes\n"
+            "    pass\n"
+            "print(frozen > 50_000, gc.isenabled(), gc.get_freeze_count() == frozen)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == ["True", "True", "True"], out.stderr

@@ -17,7 +17,7 @@ import pytest
 
 from imprint_bench.errors import ConfigError, StorageError
 from imprint_bench.plan import plan_job
-from imprint_bench.results import collect
+from imprint_bench.results import collect, read_part, write_part
 from imprint_bench.runner import run_job
 
 SMALL = ("dataset=synthetic", "dataset.n_classes=4", "dataset.dim=8", "dataset.n_train_per_class=40",
@@ -348,3 +348,22 @@ def test_a_job_without_a_terminal_logs_its_progress(caplog):
             progress(1)
     lines = [r.getMessage() for r in caplog.records]
     assert lines[-1].startswith("progress: 3 of 10 runs done, 7 left")
+
+
+def test_a_part_this_process_wrote_is_served_from_memory_until_the_file_changes(tmp_path, monkeypatch):
+    from imprint_bench.schema import to_arrow
+
+    rows = [{"run_hash": "a" * 16, "status": "ok", "acc": 91.5, "method": "qi"},
+            {"run_hash": "b" * 16, "status": "ok", "acc": 88.0, "method": "ours"}]
+    path = tmp_path / "runs" / "cell" / "part.parquet"
+    write_part(rows, path)
+    with monkeypatch.context() as patched:  # an unchanged part is not read again
+        patched.setattr(pq, "ParquetFile", lambda *a, **k: pytest.fail("the part was read from disk"))
+        assert read_part(path).equals(to_arrow(rows))
+        assert read_part(path, columns=["acc"]).column("acc").to_pylist() == [91.5, 88.0]
+    data = bytearray(path.read_bytes())
+    at = data.index(b"qi")
+    data[at:at + 2] = b"QI"  # a changed file (same size, new mtime) is read, and the damage is caught
+    path.write_bytes(bytes(data))
+    with pytest.raises((ValueError, OSError), match="digest|[Cc]hecksum|[Cc]orrupt"):
+        read_part(path)

@@ -137,3 +137,22 @@ def test_nc1_of_whole_classes_from_their_moments_equals_the_nc1_of_their_rows(di
     assert all(math.isnan(v) for v in nc1_of_classes(scatter, [2]))
     collapsed = class_scatter([torch.ones(3, dim), torch.ones(4, dim)], [0, 1])  # identical class means
     assert nc1_of_classes(collapsed, [0, 1]) == (math.inf, math.inf)
+
+
+def test_the_runner_reads_whole_class_tasks_off_the_class_moments_and_computes_the_others_from_rows():
+    from imprint_bench.data.synthetic import make_mixture
+    from imprint_bench.data.tasks import make_task
+    from imprint_bench.evaluate import NC1_MEMO, SCATTER_MEMO, _nc1_columns, _whole_classes
+
+    features = make_mixture(n_classes=5, dim=16, n_train_per_class=30, n_test_per_class=5, seed=1)
+    features.key = "test-nc1-moments"
+    for classes, shots in ((None, -1), ([0, 3, 4], -1), ([1, 2], 4)):
+        task = make_task(features, "t", classes, shots, seed=7)
+        x, y = task.train_xy()
+        expected = nc1_both(torch.nn.functional.normalize(x, dim=1), y)
+        got = _nc1_columns(task, features, seed=7)
+        assert (got["nc1"], got["nc1_ref"]) == pytest.approx(expected, rel=1e-10)
+        assert _whole_classes(task, features) == (shots < 0)  # a few-shot sample is not its classes' rows
+    assert list(SCATTER_MEMO) == [features.key]
+    NC1_MEMO.clear()
+    SCATTER_MEMO.clear()
