@@ -30,7 +30,8 @@ class FeatureSet:
 
     def class_rows(self, label: int) -> torch.Tensor:
         """The train rows of class ``label``, in dataset order. All classes are split off in one pass on first use
-        (one stable sort by label) and shared by every task that has the class: views, not copies per task."""
+        (one stable sort by label, none when the rows come grouped by class) and shared by every task that has the
+        class: views, not copies per task."""
         return self._classes().get(int(label), self.x_train[:0])
 
     def class_labels(self) -> list[int]:
