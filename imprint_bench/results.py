@@ -111,8 +111,9 @@ def write_part(rows: list[dict[str, Any]], path: Path) -> None:
 def read_part(path: Path, columns: list[str] | None = None) -> pa.Table:
     """A part, verified: page checksums while reading, then the digest of its rows. A part without a digest was not
     written by imprint_bench (or had its metadata stripped): it is refused like a damaged one. Raises
-    ``ValueError`` on either. ``columns`` reads only those (the digest is then not checked: for quick looks). A part
-    this process wrote and that is unchanged since comes from memory."""
+    ``ValueError`` on either (pyarrow raises ``OSError`` for a page that fails its checksum). ``columns`` reads
+    only those (the digest is then not checked: for quick looks). A part this process wrote and that is unchanged
+    since comes from memory."""
     kept = WRITTEN_PARTS.get(path)
     if kept is not None:
         return kept.select(columns) if columns is not None else kept
