@@ -13,6 +13,9 @@ export WANDB_MODE ?= disabled
 export MPLBACKEND ?= Agg
 # idle OpenMP threads sleep instead of spinning (2-core machines, parallel jobs)
 export OMP_WAIT_POLICY ?= PASSIVE
+# pytest-xdist workers for make test / test-fast: most tests wait on a subprocess's start-up, so two workers on two
+# cores take about two thirds of the time of one (the SLURM tests share one cluster and run in one process)
+TEST_WORKERS ?= 2
 
 .DEFAULT_GOAL := help
 .PHONY: help install data run test test-cluster test-fast lint format bench report dashboard beyond_ours incremental clean clean-outputs
@@ -46,7 +49,7 @@ run: install ## Run the offline quickstart (efficientnet_lite0 on mnist5k, Table
 	$(BIN)/imprint-bench experiment=quickstart
 
 test: install $(DASH_STAMP) ## Run the whole test suite (CPU, offline; the MLflow UI test uses .venv-dashboard)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS)
 
 # a single-node SLURM cluster of this machine (scripts/slurm_cluster.sh); its config and logs in SLURM_CLUSTER_DIR
 SLURM_CLUSTER_DIR ?= /tmp/imprint-slurm
@@ -57,7 +60,7 @@ test-cluster: install ## Start a single-node SLURM cluster here (apt, as root), 
 	  scripts/slurm_cluster.sh stop; exit $$status
 
 test-fast: install ## Run the tests without the slow (subprocess / real-weights) ones
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "not slow"
 
 lint: install ## ruff check
 	$(BIN)/ruff check imprint_bench hydra_plugins tests scripts
