@@ -220,8 +220,7 @@ def nc1_of_classes(cs: ClassScatter, labels: Sequence[int]) -> tuple[float, floa
         return float("inf"), float("inf")
     a = cs.basis.T @ p
     within = float(((cs.scatter[index] * (a @ a.T)).sum((1, 2)) / (c * counts)).sum())
-    tr = c * within
-    return tr / c, (tr + c * float((mu_g @ p).pow(2).sum())) / c
+    return within, within + float((mu_g @ p).pow(2).sum())
 
 
 def _covariances(mo: _Moments, reference_centring: bool) -> tuple[torch.Tensor, torch.Tensor]:
